@@ -1,0 +1,1 @@
+"""Temporal activities: every piece of I/O the platform does on behalf of a process."""

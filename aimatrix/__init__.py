@@ -1,0 +1,1 @@
+"""AIMatrix: BPMN processes run by SpiffWorkflow inside durable Temporal workflows."""

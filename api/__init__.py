@@ -1,0 +1,1 @@
+"""The workflow REST API and the web console."""

@@ -1,0 +1,76 @@
+"""Builds the FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from aimatrix.settings import Settings, get_settings
+from aimatrix.temporal import connect
+from api.routes import definitions, deployments, health, instances, tasks
+from api.state import AppState
+from store import api_keys
+from store.db import make_engine, make_session_factory, migrate
+
+log = logging.getLogger("aimatrix.api")
+
+API_PREFIX = "/api/v1"
+ADMIN_KEY_NAME = "admin"
+
+
+def admin_key(settings: Settings) -> str:
+    """The admin key: AIMATRIX_API_KEY, else the one stored in the data directory, else a new one."""
+    if settings.api_key:
+        return settings.api_key
+    path = settings.data_dir / "api_key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = api_keys.generate()
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url)
+        migrate(engine)
+        session_factory = make_session_factory(engine)
+        with session_factory.begin() as session:
+            api_keys.ensure(session, name=ADMIN_KEY_NAME, key=admin_key(settings), subject="admin", roles="admin")
+        client = temporal or await connect(settings)
+        app.state.aimatrix = AppState(settings, engine, session_factory, client)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="AIMatrix",
+        summary="BPMN processes run durably on Temporal",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+    )
+    for module in (health, deployments, definitions, instances, tasks):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Never a stack trace to the caller; the id lets an operator find it in the log.
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("unhandled error %s on %s %s", error_id, request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error (id {error_id})"}, status_code=500)
+
+    return app

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+
+from api.deps import CurrentUser, SessionDep
+from api.schemas import DefinitionPublic, DefinitionVersionPublic, DefinitionVersions
+from store import definitions
+
+router = APIRouter(tags=["definitions"])
+
+
+@router.get("/definitions")
+def list_definitions(_: CurrentUser, session: SessionDep) -> list[DefinitionPublic]:
+    """The latest version of every deployed process."""
+    return [DefinitionPublic(key=d.key, version=d.version, hash=d.hash, name=d.name) for d in definitions.list_latest(session)]
+
+
+@router.get("/definitions/{key}")
+def get_definition(key: str, _: CurrentUser, session: SessionDep) -> DefinitionVersions:
+    versions = definitions.versions(session, key=key)
+    if not versions:
+        raise HTTPException(404, detail=f"definition '{key}' not found")
+    return DefinitionVersions(
+        key=key,
+        name=versions[-1].name,
+        versions=[
+            DefinitionVersionPublic(key=v.key, version=v.version, hash=v.hash, name=v.name, deployed_at=v.deployed_at)
+            for v in versions
+        ],
+    )
+
+
+@router.get("/definitions/{key}/versions/{version}/xml", response_class=Response)
+def get_definition_xml(key: str, version: int, _: CurrentUser, session: SessionDep) -> Response:
+    found = definitions.get(session, key=key, version=version)
+    if found is None:
+        raise HTTPException(404, detail=f"definition '{key}' version {version} not found")
+    files = definitions.files(session, key=key, version=version)
+    return Response(files[found.main_file], media_type="application/xml")

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
+
+from api.deps import CurrentUser, SessionDep, StateDep
+from api.schemas import DefinitionPublic, DeploymentPublic
+from bpmn.definitions import ModelValidationError, validate_upload
+from store import definitions
+
+router = APIRouter(tags=["deployments"])
+
+
+@router.post(
+    "/deployments",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "Every file was already deployed with this content"},
+               422: {"description": "The model is invalid; `detail` lists file, element_id, line, message"}},
+)  # fmt: skip
+def deploy(
+    user: CurrentUser,
+    state: StateDep,
+    session: SessionDep,
+    response: Response,
+    files: Annotated[list[UploadFile], File(description=".bpmn and .dmn files")],
+) -> DeploymentPublic:
+    limit = state.settings.max_upload_bytes
+    contents: dict[str, bytes] = {}
+    for upload in files:
+        name = upload.filename or "upload.bpmn"
+        if name in contents:
+            raise HTTPException(422, detail=[_error(name, f"file name '{name}' appears twice in one deployment")])
+        data = upload.file.read(limit + 1)
+        if len(data) > limit:
+            raise HTTPException(413, detail=[_error(name, f"file is larger than {limit} bytes")])
+        contents[name] = data
+    try:
+        deployable = validate_upload(contents)
+    except ModelValidationError as err:
+        raise HTTPException(422, detail=[e.__dict__ for e in err.errors]) from None
+    stored = [
+        definitions.deploy(
+            session, key=d.key, name=d.name, files=d.files, digest=d.hash, deployed_by=user.subject
+        )
+        for d in deployable
+    ]
+    if not any(s.created for s in stored):
+        response.status_code = status.HTTP_200_OK
+    return DeploymentPublic(
+        definitions=[DefinitionPublic(key=s.key, version=s.version, hash=s.hash, name=s.name) for s in stored]
+    )
+
+
+def _error(file: str, message: str) -> dict[str, object]:
+    return {"file": file, "element_id": None, "line": None, "message": message}

@@ -1,0 +1,84 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class DefinitionPublic(BaseModel):
+    key: str
+    version: int
+    hash: str
+    name: str
+
+
+class DeploymentPublic(BaseModel):
+    definitions: list[DefinitionPublic]
+
+
+class ModelErrorPublic(BaseModel):
+    file: str
+    element_id: str | None
+    line: int | None
+    message: str
+
+
+class DefinitionVersionPublic(DefinitionPublic):
+    deployed_at: datetime
+
+
+class DefinitionVersions(BaseModel):
+    key: str
+    name: str
+    versions: list[DefinitionVersionPublic]
+
+
+class InstanceCreate(BaseModel):
+    definition_key: str = Field(min_length=1, max_length=255)
+    version: int | None = Field(default=None, ge=1)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    business_key: str | None = Field(default=None, max_length=255)
+
+
+class InstanceCreated(BaseModel):
+    id: str
+    definition_key: str
+    version: int
+    status: str
+
+
+class InstancePublic(BaseModel):
+    id: str
+    definition_key: str
+    version: int
+    business_key: str | None
+    status: str
+    variables: dict[str, Any]
+    active: list[str]
+    completed: list[str]
+    error: str | None = None
+
+
+class TaskPublic(BaseModel):
+    id: str
+    instance_id: str
+    definition_key: str
+    element_id: str
+    element_type: str
+    name: str
+    lane: str | None
+    state: str
+    created_at: datetime
+
+
+class TaskComplete(BaseModel):
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskCompleted(BaseModel):
+    id: str
+    instance_id: str
+    instance_status: str

@@ -1,0 +1,72 @@
+"""Operator registry: `<pool>.<operation>` → task queue and activity options.
+
+A service task names an operator; its prefix picks the worker pool (each pool is its own process
+listening on its own task queue) and the pool's defaults give timeouts and retries. The registry
+is static configuration, read by the workflow, so every worker must run with the same one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from workflows.contracts import CONNECTOR_TASK_QUEUE
+
+OPERATOR_PATTERN = re.compile(r"^(?P<pool>[a-z][a-z0-9_-]*)\.(?P<operation>[a-z][a-z0-9_.-]*)$")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    task_queue: str
+    start_to_close: timedelta = timedelta(minutes=5)
+    schedule_to_close: timedelta | None = None
+    heartbeat: timedelta | None = None
+    max_attempts: int = 3
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff: float = 2.0
+    operations: frozenset[str] | None = None  # None: the pool accepts any operation name
+
+
+@dataclass(frozen=True)
+class ResolvedOperator:
+    name: str
+    pool: str
+    operation: str
+    config: PoolConfig
+
+
+@dataclass
+class OperatorRegistry:
+    pools: dict[str, PoolConfig] = field(default_factory=dict)
+
+    def register(self, prefix: str, config: PoolConfig) -> None:
+        self.pools[prefix] = config
+
+    def resolve(self, operator: str) -> ResolvedOperator:
+        """Raise UnknownOperatorError with a message a modeller can act on."""
+        match = OPERATOR_PATTERN.match(operator or "")
+        if match is None:
+            raise UnknownOperatorError(
+                f"operator '{operator}' must have the form <pool>.<operation>, e.g. http.request"
+            )
+        pool, operation = match["pool"], match["operation"]
+        config = self.pools.get(pool)
+        if config is None:
+            known = ", ".join(sorted(self.pools)) or "none"
+            raise UnknownOperatorError(f"operator '{operator}': no worker pool '{pool}' (known: {known})")
+        if config.operations is not None and operation not in config.operations:
+            known = ", ".join(sorted(f"{pool}.{op}" for op in config.operations))
+            raise UnknownOperatorError(f"operator '{operator}' is not offered by pool '{pool}' ({known})")
+        return ResolvedOperator(operator, pool, operation, config)
+
+
+class UnknownOperatorError(ValueError):
+    pass
+
+
+registry = OperatorRegistry()
+registry.register(
+    "http",
+    PoolConfig(task_queue=CONNECTOR_TASK_QUEUE, start_to_close=timedelta(seconds=60), operations=frozenset({"request"})),
+)

@@ -1,0 +1,111 @@
+"""SpiffWorkflow's parser, extended for service tasks from both modellers we accept.
+
+bpmn.io with the SpiffWorkflow extensions writes `spiffworkflow:serviceTaskOperator`; Camunda
+Modeler (Camunda 8) writes `zeebe:taskDefinition`, `zeebe:ioMapping` and `zeebe:taskHeaders`.
+Both become an `ExternalServiceTask` that the workflow hands to a worker pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.BpmnParser import full_tag
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+from SpiffWorkflow.spiff.parser.task_spec import ServiceTaskParser
+
+from bpmn import determinism
+from bpmn.specs import ExternalServiceTask
+
+determinism.install()
+
+ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
+_ZEEBE = {"zeebe": ZEEBE_NS, "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL"}
+
+
+def _literal(value: str) -> str:
+    return repr(value)
+
+
+def _zeebe_expression(source: str) -> str:
+    # Zeebe marks expressions with a leading '='; anything else is a literal string.
+    return source[1:].strip() if source.startswith("=") else _literal(source)
+
+
+class AnyServiceTaskParser(ServiceTaskParser):  # type: ignore[misc]
+    def create_task(self) -> ExternalServiceTask:
+        zeebe = self.node.xpath("./bpmn:extensionElements/zeebe:taskDefinition", namespaces=_ZEEBE)
+        if zeebe:
+            return self._create_zeebe_task(zeebe[0])
+        extensions = self.parse_extensions()
+        operator = extensions.get("serviceTaskOperator")
+        if operator is None:
+            raise ValidationException(
+                "A service task needs an operator: spiffworkflow:serviceTaskOperator or "
+                "zeebe:taskDefinition with a type such as 'http.request'",
+                node=self.node,
+                file_name=self.filename,
+            )
+        return ExternalServiceTask(
+            self.spec,
+            self.bpmn_id,
+            operation_name=operator["name"],
+            operation_params=operator["parameters"],
+            result_variable=operator["resultVariable"],
+            retries=operator.get("retries"),
+            retry_backoff_base=operator.get("retryBackoffBase"),
+            prescript=extensions.get("preScript"),
+            postscript=extensions.get("postScript"),
+            **self.bpmn_attributes,
+        )
+
+    def _create_zeebe_task(self, definition: etree._Element) -> ExternalServiceTask:
+        params: dict[str, dict[str, Any]] = {}
+        for header in self.node.xpath(
+            "./bpmn:extensionElements/zeebe:taskHeaders/zeebe:header", namespaces=_ZEEBE
+        ):
+            params[header.get("key", "")] = {"value": _literal(header.get("value", "")), "type": "str"}
+        for mapping in self.node.xpath(
+            "./bpmn:extensionElements/zeebe:ioMapping/zeebe:input", namespaces=_ZEEBE
+        ):
+            params[mapping.get("target", "")] = {
+                "value": _zeebe_expression(mapping.get("source", "")),
+                "type": "any",
+            }
+        outputs = [
+            (_zeebe_expression(m.get("source", "")), m.get("target", ""))
+            for m in self.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/zeebe:output", namespaces=_ZEEBE)
+        ]
+        retries = definition.get("retries")
+        return ExternalServiceTask(
+            self.spec,
+            self.bpmn_id,
+            operation_name=definition.get("type", ""),
+            operation_params=params,
+            result_variable=f"{self.bpmn_id}_result",
+            retries=int(retries) if retries and retries.isdigit() else None,
+            output_mappings=outputs,
+            merge_result=not outputs,
+            **self.bpmn_attributes,
+        )
+
+
+class AIMatrixParser(SpiffBpmnParser):  # type: ignore[misc]
+    OVERRIDE_PARSER_CLASSES = {
+        **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
+        full_tag("serviceTask"): (AnyServiceTaskParser, ExternalServiceTask),
+    }
+
+    def __init__(self, validate_schema: bool = True) -> None:
+        super().__init__(validator=VALIDATOR if validate_schema else None)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A parsed, runnable process: Spiff's spec plus the specs of what it calls."""
+
+    process_id: str
+    spec: Any
+    subprocess_specs: dict[str, Any]

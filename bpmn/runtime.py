@@ -1,0 +1,189 @@
+"""What the engine needs to know about a running SpiffWorkflow instance, in one place.
+
+The Temporal workflow and the in-memory reference runs (conformance, tests) both read an instance
+through these functions, so "active", "completed" and "open tasks" mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    TimerEventDefinition,
+)
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+
+from bpmn.definitions import _timer_definitions
+from bpmn.parser import ProcessSpec
+from bpmn.script_engine import RestrictedScriptEngine
+from bpmn.specs import ExternalServiceTask
+
+HUMAN_TASK_TYPES = ("UserTask", "ManualTask")
+
+
+def check_variables(variables: dict[str, Any]) -> None:
+    """Variables become names in model code: they must be plain identifiers, not dunders."""
+    for name in variables:
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"variable name {name!r} is not a valid identifier")
+        if name.startswith("_"):
+            raise ValueError(f"variable name {name!r} must not start with an underscore")
+
+
+def new_workflow(process: ProcessSpec, variables: dict[str, Any] | None = None) -> BpmnWorkflow:
+    workflow = BpmnWorkflow(process.spec, process.subprocess_specs, script_engine=RestrictedScriptEngine())
+    if variables:
+        workflow.get_tasks(state=TaskState.READY)[0].set_data(**variables)
+    return workflow
+
+
+def run_engine(workflow: BpmnWorkflow) -> None:
+    """Run every engine task (scripts, gateways, events) until only external work is left.
+
+    `do_engine_steps` refreshes timers at the end, which can make more tasks ready.
+    """
+    while True:
+        workflow.do_engine_steps()
+        if not any(not t.task_spec.manual for t in workflow.get_tasks(state=TaskState.READY)):
+            return
+
+
+def task_by_id(workflow: BpmnWorkflow, task_id: str) -> Task | None:
+    task: Task | None = workflow.get_task_from_id(UUID(task_id))
+    return task
+
+
+def human_tasks(workflow: BpmnWorkflow) -> list[Task]:
+    return [
+        t for t in workflow.get_tasks(state=TaskState.READY) if type(t.task_spec).__name__ in HUMAN_TASK_TYPES
+    ]
+
+
+def started_service_tasks(workflow: BpmnWorkflow) -> list[Task]:
+    return [t for t in workflow.get_tasks(state=TaskState.STARTED) if isinstance(t.task_spec, ExternalServiceTask)]
+
+
+def is_started_service_task(task: Task) -> bool:
+    return isinstance(task.task_spec, ExternalServiceTask) and task.has_state(TaskState.STARTED)
+
+
+def next_timer_deadline(workflow: BpmnWorkflow) -> datetime | None:
+    """The earliest moment a waiting timer event can fire, or None if none waits."""
+    deadlines: list[datetime] = []
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        for timer in _timer_definitions(getattr(task.task_spec, "event_definition", None)):
+            deadline = _deadline(task, timer)
+            if deadline is not None:
+                deadlines.append(deadline)
+    return min(deadlines) if deadlines else None
+
+
+def _deadline(task: Task, timer: TimerEventDefinition) -> datetime | None:
+    # Spiff stores the evaluated timer in the task's internal data the first time it checks it.
+    value = task._get_internal_data("event_value")
+    if value is None:
+        return None
+    if isinstance(timer, CycleTimerEventDefinition):
+        if not isinstance(value, dict) or value.get("cycles") == 0:
+            return None
+        return datetime.fromisoformat(value["next"])
+    parsed = TimerEventDefinition.parse_time_or_duration(value)
+    return parsed if isinstance(parsed, datetime) else None
+
+
+def complete_service_task(task: Task, result: Any) -> None:
+    spec: ExternalServiceTask = task.task_spec
+    if spec.output_mappings:
+        scope = result if isinstance(result, dict) else {"result": result}
+        engine = task.workflow.script_engine
+        for source, target in spec.output_mappings:
+            task.data[target] = engine.environment.evaluate(source, dict(scope))
+    elif spec.merge_result and isinstance(result, dict):
+        check_variables(result)
+        task.data.update(result)
+    else:
+        task.data[spec.result_variable] = result
+    task.complete()
+
+
+def evaluate_params(task: Task) -> dict[str, Any]:
+    spec: ExternalServiceTask = task.task_spec
+    return {name: value["value"] for name, value in spec.evaluate_params(task).items()}
+
+
+def element_id(task: Task) -> str | None:
+    bpmn_id: str | None = getattr(task.task_spec, "bpmn_id", None)
+    return bpmn_id
+
+
+def active_elements(workflow: BpmnWorkflow) -> list[str]:
+    mask = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+    return _unique(element_id(t) for t in workflow.get_tasks(state=mask))
+
+
+def completed_elements(workflow: BpmnWorkflow) -> list[str]:
+    """Element ids that completed, in the order their tasks last changed state."""
+    tasks = sorted(workflow.get_tasks(state=TaskState.COMPLETED), key=lambda t: t.last_state_change)
+    return _unique(element_id(t) for t in tasks)
+
+
+def _unique(ids: Any) -> list[str]:
+    seen: dict[str, None] = {}
+    for bpmn_id in ids:
+        if bpmn_id:
+            seen.setdefault(bpmn_id)
+    return list(seen)
+
+
+def json_safe(value: Any) -> Any:
+    """Task data as JSON: what scripts produce (sets, dates, tuples) must cross Temporal's wire."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def variables(workflow: BpmnWorkflow) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if workflow.completed:
+        data.update(workflow.data)
+    else:
+        for task in workflow.get_tasks(state=TaskState.COMPLETED | TaskState.READY | TaskState.STARTED):
+            data.update(task.data)
+    safe: dict[str, Any] = json_safe(data)
+    return safe
+
+
+@dataclass(frozen=True)
+class HumanTaskView:
+    id: str
+    element_id: str
+    name: str
+    element_type: str
+    lane: str | None
+    documentation: str | None
+
+
+def describe_human_task(task: Task) -> HumanTaskView:
+    spec = task.task_spec
+    return HumanTaskView(
+        id=str(task.id),
+        element_id=spec.bpmn_id,
+        name=spec.bpmn_name or spec.bpmn_id,
+        element_type="manualTask" if type(spec).__name__ == "ManualTask" else "userTask",
+        lane=getattr(spec, "lane", None),
+        documentation=getattr(spec, "documentation", None),
+    )

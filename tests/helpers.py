@@ -1,0 +1,96 @@
+"""Factories and waiting helpers shared by tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DATA = Path(__file__).parent / "data"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+async def deploy(api: httpx.AsyncClient, *paths: Path, expect: int | None = None) -> httpx.Response:
+    files = [("files", (p.name, p.read_bytes(), "application/xml")) for p in paths]
+    response = await api.post("/deployments", files=files)
+    if expect is not None:
+        assert response.status_code == expect, response.text
+    return response
+
+
+async def deploy_text(api: httpx.AsyncClient, name: str, xml: str) -> httpx.Response:
+    return await api.post("/deployments", files=[("files", (name, xml.encode(), "application/xml"))])
+
+
+async def start(api: httpx.AsyncClient, key: str, variables: dict[str, Any] | None = None, **extra: Any) -> str:
+    response = await api.post("/instances", json={"definition_key": key, "variables": variables or {}, **extra})
+    assert response.status_code == 201, response.text
+    instance_id: str = response.json()["id"]
+    return instance_id
+
+
+async def wait_for(api: httpx.AsyncClient, instance_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        body: dict[str, Any] = (await api.get(f"/instances/{instance_id}")).json()
+        if body.get("status") == status:
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"instance {instance_id} never reached {status}: {body}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_for_tasks(api: httpx.AsyncClient, instance_id: str, count: int = 1, timeout: float = 30) -> list[Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        tasks: list[Any] = (await api.get("/tasks", params={"instance_id": instance_id})).json()
+        if len(tasks) >= count:
+            return tasks
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"instance {instance_id} has {tasks}, expected {count} open tasks")
+        await asyncio.sleep(0.1)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def _reply(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        self.server.requests.append(  # type: ignore[attr-defined]
+            {"method": self.command, "path": self.path, "json": body, "headers": dict(self.headers)}
+        )
+        if self.path.startswith("/fail"):
+            self.send_response(500)
+            self.end_headers()
+            return
+        payload = json.dumps({"ok": True, "path": self.path, "echo": body}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = _reply
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def http_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on loopback that records what it receives."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", server.requests  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,1 @@
+"""Worker pools: one process and one task queue each."""

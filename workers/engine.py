@@ -1,0 +1,56 @@
+"""The engine pool: runs ProcessWorkflow and its light local activities (the inbox projection)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.projection import ProjectionActivities
+from aimatrix.settings import get_settings
+from aimatrix.temporal import connect
+from store.db import make_engine, make_session_factory, migrate
+from workflows.contracts import ENGINE_TASK_QUEUE
+from workflows.process import ProcessWorkflow
+
+# SpiffWorkflow (and our adapter around it) must be imported once, outside the sandbox: inside it
+# every Task() trips on uuid4 and re-importing it per run costs tens of ms. Determinism is kept
+# by bpmn.determinism instead. lxml is a C extension that the sandbox cannot re-import anyway.
+PASSTHROUGH_MODULES = ("SpiffWorkflow", "bpmn", "workflows.contracts", "lxml", "aimatrix.settings", "pydantic",
+                       "pydantic_settings", "sqlalchemy")  # fmt: skip
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+
+
+def build_worker(
+    client: Client, session_factory: sessionmaker[Session], *, task_queue: str = ENGINE_TASK_QUEUE
+) -> Worker:
+    projection = ProjectionActivities(session_factory)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ProcessWorkflow],
+        activities=[projection.sync_tasks],
+        workflow_runner=workflow_runner(),
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s engine %(levelname)s %(message)s")
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    client = await connect(settings)
+    worker = build_worker(client, make_session_factory(engine))
+    logging.info("engine worker polling %s on %s", ENGINE_TASK_QUEUE, settings.temporal_address)
+    await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

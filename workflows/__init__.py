@@ -1,0 +1,1 @@
+"""Deterministic Temporal workflow code. No I/O, wall clock, randomness or threads here."""
