@@ -1,0 +1,121 @@
+"""`aimatrix`: run the platform, run one worker pool, or use the REST API from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aimatrix.settings import get_settings
+
+
+def _variables(pairs: list[str], json_text: str | None) -> dict[str, Any]:
+    variables: dict[str, Any] = json.loads(json_text) if json_text else {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            sys.exit(f"--var expects name=value, got {pair!r}")
+        try:
+            variables[name] = json.loads(value)  # numbers, booleans, lists, objects
+        except json.JSONDecodeError:
+            variables[name] = value  # anything else is a string
+    return variables
+
+
+def _client() -> httpx.Client:
+    settings = get_settings()
+    key = os.environ.get("AIMATRIX_API_KEY") or settings.api_key
+    key_file = settings.data_dir / "api_key"
+    if not key and key_file.exists():
+        key = key_file.read_text().strip()
+    base = os.environ.get("AIMATRIX_URL", f"http://{settings.api_host}:{settings.api_port}")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=f"{base}/api/v1", headers=headers, timeout=60)
+
+
+def _show(response: httpx.Response) -> None:
+    try:
+        body: Any = response.json()
+        text = json.dumps(body, indent=2)
+    except ValueError:
+        text = response.text
+    print(text)
+    if response.status_code >= 400:
+        sys.exit(1)
+
+
+def _worker(pool: str) -> None:
+    if pool == "engine":
+        from workers.engine import main as engine_main
+
+        asyncio.run(engine_main())
+    elif pool == "connector":
+        from workers.connector import main as connector_main
+
+        asyncio.run(connector_main())
+    else:
+        sys.exit(f"unknown pool {pool!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="aimatrix", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start Temporal, every worker pool and the API; deploy the examples")
+    worker = commands.add_parser("worker", help="run one worker pool")
+    worker.add_argument("pool", choices=["engine", "connector"])
+    deploy = commands.add_parser("deploy", help="deploy .bpmn/.dmn files")
+    deploy.add_argument("files", nargs="+", type=Path)
+    commands.add_parser("definitions", help="list deployed definitions")
+    start = commands.add_parser("start", help="start an instance")
+    start.add_argument("key")
+    start.add_argument("--version", type=int)
+    start.add_argument("--business-key")
+    start.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    start.add_argument("--vars", metavar="JSON")
+    instance = commands.add_parser("instance", help="show an instance")
+    instance.add_argument("id")
+    tasks = commands.add_parser("tasks", help="list open tasks")
+    tasks.add_argument("--instance")
+    complete = commands.add_parser("complete", help="complete a user task")
+    complete.add_argument("task_id")
+    complete.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    complete.add_argument("--vars", metavar="JSON")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        from aimatrix.launcher import run
+
+        run()
+        return
+    if args.command == "worker":
+        _worker(args.pool)
+        return
+    with _client() as client:
+        if args.command == "deploy":
+            files = [("files", (p.name, p.read_bytes(), "application/xml")) for p in args.files]
+            _show(client.post("/deployments", files=files))
+        elif args.command == "definitions":
+            _show(client.get("/definitions"))
+        elif args.command == "start":
+            body = {"definition_key": args.key, "variables": _variables(args.var, args.vars)}
+            if args.version:
+                body["version"] = args.version
+            if args.business_key:
+                body["business_key"] = args.business_key
+            _show(client.post("/instances", json=body))
+        elif args.command == "instance":
+            _show(client.get(f"/instances/{args.id}"))
+        elif args.command == "tasks":
+            _show(client.get("/tasks", params={"instance_id": args.instance} if args.instance else {}))
+        elif args.command == "complete":
+            _show(client.post(f"/tasks/{args.task_id}/complete", json={"variables": _variables(args.var, args.vars)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The yardstick for the engine benchmark: the same three activities, written by hand in Temporal.
+
+`BaselineWorkflow` calls `bench.step` three times in a row with exactly the options that
+`ProcessWorkflow` derives from the `bench` pool (task queue, timeouts, retry policy), so the only
+difference between the two runs is the BPMN engine: parsing is cached, but every instance builds a
+SpiffWorkflow, runs engine passes and reconciles tasks around each activity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from bpmn.operators import PoolConfig
+    from workflows.contracts import ServiceTaskInput
+
+BENCH_POOL_PREFIX = "bench"
+BENCH_TASK_QUEUE = "bench"
+BENCH_OPERATOR = "bench.step"
+BASELINE_TASK_QUEUE = "bench-baseline"
+BASELINE_WORKFLOW = "BenchBaselineWorkflow"
+
+# Registered as the `bench` pool before the model is validated, so both workflows read one config.
+BENCH_POOL = PoolConfig(task_queue=BENCH_TASK_QUEUE)
+
+STEPS = (("step1", "r1", 1), ("step2", "r2", 2), ("step3", "r3", 3))  # element, result variable, n
+
+
+@activity.defn(name=BENCH_OPERATOR)
+async def bench_step(inp: ServiceTaskInput) -> dict[str, Any]:
+    """A trivial service: what is measured is orchestration, not work."""
+    return {"n": inp.params.get("n"), "element": inp.element_id, "ok": True}
+
+
+@dataclass
+class BaselineInput:
+    instance_id: str
+
+
+@workflow.defn(name=BASELINE_WORKFLOW)
+class BaselineWorkflow:
+    @workflow.run
+    async def run(self, inp: BaselineInput) -> dict[str, Any]:
+        pool = BENCH_POOL
+        variables: dict[str, Any] = {}
+        for element_id, result_variable, n in STEPS:
+            variables[result_variable] = await workflow.execute_activity(
+                BENCH_OPERATOR,
+                ServiceTaskInput(
+                    operator=BENCH_OPERATOR,
+                    params={"n": n},
+                    instance_id=inp.instance_id,
+                    definition_key="baseline",
+                    element_id=element_id,
+                    task_id=element_id,
+                ),
+                task_queue=pool.task_queue,
+                activity_id=element_id,
+                start_to_close_timeout=pool.start_to_close,
+                schedule_to_close_timeout=pool.schedule_to_close,
+                heartbeat_timeout=pool.heartbeat,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=pool.max_attempts,
+                    initial_interval=pool.initial_interval,
+                    backoff_coefficient=pool.backoff,
+                ),
+                result_type=dict,
+            )
+        return variables

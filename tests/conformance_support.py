@@ -1,0 +1,409 @@
+"""The external BPMN conformance corpus: which cases this engine runs, and how to run one.
+
+The corpus (`shared/conformance`, see its SOURCES.md and manifest.json) holds models copied
+unchanged from SpiffWorkflow's and bpmn-moddle's own test suites. A case runs twice: through the
+real platform (REST API, Temporal, engine worker) and in memory with SpiffWorkflow driven by the
+same `bpmn.runtime` helpers. Both runs complete the same open tasks, in the same order, with the
+same data, and must end with the same status, data and completed elements.
+
+Driving rules, identical on both sides:
+- start with the case's `start_data`;
+- timers win races: before any task is completed, every timer due within `TIMER_HORIZON` fires;
+- among the open user/manual tasks, the one with the smallest element id is completed next, with
+  the next unused entry of `inputs[element_id]` (else of `inputs["any_task"]`, else no data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from lxml import etree
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    TimeDateEventDefinition,
+    TimerEventDefinition,
+)
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+
+from bpmn import runtime
+from bpmn.definitions import BPMN_NS, DeployableDefinition, _timer_definitions, load_process, validate_upload
+
+
+def corpus_dir() -> Path:
+    default = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+    if (default / "manifest.json").is_file():
+        return default
+    configured = os.environ.get("AIMATRIX_CONFORMANCE_DIR")
+    if configured and (Path(configured) / "manifest.json").is_file():
+        return Path(configured)
+    raise RuntimeError(
+        f"the conformance corpus is neither at {default} nor at AIMATRIX_CONFORMANCE_DIR ({configured!r})"
+    )
+
+
+CORPUS = corpus_dir()
+MANIFEST: dict[str, Any] = json.loads((CORPUS / "manifest.json").read_text(encoding="utf-8"))
+
+# Timers whose deadline is this close are waited for (the corpus uses durations of a few ms up to
+# 0.25 s); a run never waits on a timer further away than this.
+TIMER_HORIZON = 2.0
+# How long the platform gets to reach a stable state after each step.
+STEP_TIMEOUT = 30.0
+
+# -- scope ------------------------------------------------------------------------------------
+
+# Features (the manifest's `features` and `xml_features`) of elements this engine runs: those of
+# the supported element set, plus the markers and event variants the deployer accepts on them.
+SUPPORTED_FEATURES = frozenset(
+    {
+        # element set
+        "sequence", "script", "script_task", "user", "user_task", "manual_task", "service",
+        "service_task", "xor", "parallel", "and", "inclusive", "or", "subprocess", "call_activity",
+        "timer_intermediate", "int_catch", "timer", "timer_boundary", "boundary", "business_rule",
+        "dmn", "terminate",
+        # notation only: pools and lanes do not change execution
+        "collaboration", "lanes",
+        # accepted by the deployer on the elements above
+        "mi", "mi_parallel", "mi_sequential", "multi_instance", "std_loop", "loop", "prescript",
+        "postscript", "io_spec", "data_object", "error", "error_boundary", "escalation",
+        "escalation_boundary", "transaction", "cancel", "payload", "timer_boundary_noninterrupting",
+        "timer_cycle",
+        # exporter tags: each exporter's cases are judged by their elements
+        "camunda", "signavio", "bizagi", "yaoqiang",
+    }
+)  # fmt: skip
+
+# Why a feature puts a case out of scope: the deployer refuses these elements (see
+# `_UNSUPPORTED` in bpmn/definitions.py).
+UNSUPPORTED_FEATURES = {
+    "message": "message events and tasks are refused by the deployer",
+    "message_boundary": "message events and tasks are refused by the deployer",
+    "message_boundary_noninterrupting": "message events and tasks are refused by the deployer",
+    "send_task": "message events and tasks are refused by the deployer",
+    "correlation": "message events and tasks are refused by the deployer",
+    "signal": "signal events are refused by the deployer",
+    "conditional": "conditional events are refused by the deployer",
+    "event_gw": "event-based gateways are refused by the deployer",
+    "multiple_event": "multiple (message/signal) events are refused by the deployer",
+    "parallel_multiple_event": "multiple (message/signal) events are refused by the deployer",
+    "event_subprocess": "event subprocesses here are started by signals, refused by the deployer",
+    "timer_start": "timer start events are refused by the deployer",
+    "data_store": "data stores are not executed",
+}
+
+# Cases that use only supported elements but depend on something outside the BPMN standard that
+# upstream's own test harness supplies.
+EXCLUDED_CASES = {
+    "spiffworkflow/tests/SpiffWorkflow/spiff/data/service_task.bpmn":
+        "service tasks call operators other than http.request (bamboohr/GetPayRate, weather/CurrentTemp)",
+    "spiffworkflow/tests/SpiffWorkflow/bpmn/data/Test-Workflows/Parallel-Multiple-Splits.bpmn20.xml":
+        "vendor convention: exclusive flows without conditions (upstream's test parser turns flow names into conditions)",
+    "spiffworkflow/tests/SpiffWorkflow/camunda/data/parallel_multiinstance_collection.bpmn":
+        "Camunda 7 extension: camunda:collection/camunda:elementVariable instead of BPMN loop data",
+    "spiffworkflow/tests/SpiffWorkflow/camunda/data/ExclusiveGatewayIfElseAndDecision.bpmn":
+        "Camunda 7 extension: camunda:decisionRef instead of spiffworkflow:calledDecisionId",
+    "spiffworkflow/tests/SpiffWorkflow/camunda/data/DMNMultiInstance.bpmn":
+        "Camunda 7 extension: camunda:decisionRef instead of spiffworkflow:calledDecisionId",
+    "spiffworkflow/tests/SpiffWorkflow/bpmn/data/timer-cycle.bpmn":
+        "its script calls custom_function(), which upstream's test script engine provides",
+    "spiffworkflow/tests/SpiffWorkflow/bpmn/data/Test-Workflows/CallActivity-Escalation-Test.bpmn20.xml":
+        "conditions read vars(), a host function the restricted evaluator refuses",
+    "bpmn-moddle/test/fixtures/bpmn/vendor/bizagi-nested-ns-definition.bpmn":
+        "a drawing fixture for a parser: its process has no start event",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    raw: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        name: str = self.raw["case"]
+        return name
+
+    @property
+    def features(self) -> set[str]:
+        return set(self.raw.get("features", [])) | set(self.raw.get("xml_features", []))
+
+    @property
+    def paths(self) -> list[Path]:
+        return [CORPUS / f for f in self.raw["files"]]
+
+    @property
+    def main(self) -> Path:
+        return CORPUS / self.raw["main"]
+
+    @property
+    def start_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.raw.get("start_data") or {}
+        return data
+
+    @property
+    def expected(self) -> dict[str, Any]:
+        expected: dict[str, Any] = self.raw.get("expected") or {}
+        return expected
+
+    def upload(self) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
+        for path in self.paths:
+            assert path.name not in files, f"{self.name}: two files named {path.name}"
+            files[path.name] = path.read_bytes()
+        return files
+
+    def inputs(self) -> Inputs:
+        return Inputs({k: list(v) for k, v in (self.raw.get("inputs") or {}).items()})
+
+
+def all_cases() -> list[Case]:
+    return [Case(raw) for raw in MANIFEST["cases"]]
+
+
+def out_of_scope_reason(case: Case) -> str | None:
+    """None when the case is executable and runs on the engine; else why not."""
+    if case.raw["category"] != "executable":
+        return f"category {case.raw['category']}"
+    if case.name in EXCLUDED_CASES:
+        return EXCLUDED_CASES[case.name]
+    reasons = sorted({UNSUPPORTED_FEATURES[f] for f in case.features if f in UNSUPPORTED_FEATURES})
+    if reasons:
+        return "; ".join(reasons)
+    unknown = case.features - SUPPORTED_FEATURES
+    if unknown:
+        return f"features this suite does not know: {sorted(unknown)}"
+    return None
+
+
+def in_scope_cases() -> list[Case]:
+    return [c for c in all_cases() if out_of_scope_reason(c) is None]
+
+
+def invalid_cases() -> list[Case]:
+    return [c for c in all_cases() if c.raw["category"] == "invalid"]
+
+
+# -- picking the process and the tasks ---------------------------------------------------------
+
+
+def pick_definition(case: Case, definitions: list[DeployableDefinition]) -> DeployableDefinition:
+    """The manifest's `process_id`, else the main file's one executable process that no call
+    activity of the upload calls (the top of the call tree)."""
+    by_key = {d.key: d for d in definitions}
+    wanted = case.raw.get("process_id")
+    if wanted:
+        assert wanted in by_key, f"{case.name}: process {wanted!r} is not among {sorted(by_key)}"
+        return by_key[wanted]
+    called = set()
+    for path in case.paths:
+        root = etree.fromstring(path.read_bytes())
+        called.update(e.get("calledElement") for e in root.iter(f"{{{BPMN_NS}}}callActivity"))
+    main = [d for d in definitions if next(iter(d.files)) == case.main.name]
+    top = [d for d in main if d.key not in called]
+    assert len(top) == 1, f"{case.name}: cannot tell which process to start among {[d.key for d in main]}"
+    return top[0]
+
+
+@dataclass
+class Inputs:
+    by_element: dict[str, list[dict[str, Any]]]
+    used: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def next_for(self, element_id: str) -> dict[str, Any]:
+        for key in (element_id, "any_task"):
+            queue = self.by_element.get(key)
+            if queue:
+                data = queue.pop(0)
+                self.used.append((element_id, data))
+                return data
+        self.used.append((element_id, {}))
+        return {}
+
+    def unused(self) -> dict[str, list[dict[str, Any]]]:
+        return {k: v for k, v in self.by_element.items() if v}
+
+
+def choose(tasks: Iterable[Any], element_id: Any) -> Any:
+    """The open task completed next: the smallest element id (ties keep their listed order)."""
+    return min(tasks, key=element_id)
+
+
+# -- outcomes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    status: str  # completed | failed | running (stuck: nothing open, no timer due)
+    data: dict[str, Any]
+    completed: list[str]
+    steps: list[str]  # element ids of the tasks completed, in order
+    error: str | None = None
+
+    def comparable(self) -> dict[str, Any]:
+        return {"status": self.status, "data": self.data, "completed": self.completed, "steps": self.steps}
+
+
+def check_expected(case: Case, outcome: Outcome) -> None:
+    """What upstream's own tests assert, where the manifest records it."""
+    expected = case.expected
+    status = expected.get("status")
+    if status == "completed":
+        assert outcome.status == "completed", outcome
+    elif status == "run-error":
+        assert outcome.status == "failed", outcome
+    elif status is not None:
+        raise AssertionError(f"{case.name}: unknown expected status {status!r}")
+    for key, value in (expected.get("data") or {}).items():
+        assert outcome.data.get(key) == runtime.json_safe(value), (key, outcome.data)
+    for element in expected.get("completed_tasks_include", []):
+        assert element in outcome.completed, (element, outcome.completed)
+
+
+# -- the in-memory reference run -------------------------------------------------------------------
+
+
+def _seconds_until(deadline: datetime) -> float:
+    now = datetime.now(UTC) if deadline.tzinfo else datetime.now()
+    return (deadline - now).total_seconds()
+
+
+def _settle(bw: Any) -> None:
+    """Run the engine, firing every timer due within the horizon."""
+    while True:
+        runtime.run_engine(bw)
+        if bw.completed:
+            return
+        deadline = runtime.next_timer_deadline(bw)
+        if deadline is None:
+            return
+        wait = _seconds_until(deadline)
+        if wait > TIMER_HORIZON:
+            return
+        time.sleep(max(wait, 0) + 0.005)
+
+
+def open_tasks(bw: Any) -> list[Any]:
+    """What waits for a person: Spiff's manual tasks (user, manual and plain `bpmn:task` elements,
+    which upstream's tests complete by hand too)."""
+    return [t for t in bw.get_tasks(state=TaskState.READY) if t.task_spec.manual]
+
+
+def run_in_memory(case: Case) -> Outcome:
+    definition = pick_definition(case, validate_upload(case.upload()))
+    process = load_process(definition.files, definition.key, definition.hash)
+    bw = runtime.new_workflow(process, case.start_data)
+    inputs = case.inputs()
+    steps: list[str] = []
+    error = None
+    try:
+        _settle(bw)
+        while not bw.completed:
+            tasks = open_tasks(bw)
+            if not tasks:
+                break
+            task = choose(tasks, runtime.element_id)
+            element = runtime.element_id(task) or ""
+            task.set_data(**inputs.next_for(element))
+            task.run()
+            steps.append(element)
+            _settle(bw)
+    except SpiffWorkflowException as err:
+        error = str(err)
+    status = "failed" if error else "completed" if bw.completed else "running"
+    return Outcome(status, runtime.variables(bw), runtime.completed_elements(bw), steps, error)
+
+
+# -- the platform run ------------------------------------------------------------------------------
+
+
+def timer_wait(case: Case) -> float:
+    """How long the platform is given for every timer due within the horizon to fire: the longest
+    timer of the model that can be read without process data, plus a margin; the whole horizon
+    when a timer depends on data."""
+    definition = pick_definition(case, validate_upload(case.upload()))
+    process = load_process(definition.files, definition.key, definition.hash)
+    longest = None
+    for spec in [process.spec, *process.subprocess_specs.values()]:
+        for task_spec in spec.task_specs.values():
+            for timer in _timer_definitions(getattr(task_spec, "event_definition", None)):
+                seconds = _timer_seconds(timer)
+                longest = max(longest or 0.0, TIMER_HORIZON if seconds is None else seconds)
+    return 0.0 if longest is None else min(longest, TIMER_HORIZON) + 0.3
+
+
+def _timer_seconds(timer: TimerEventDefinition) -> float | None:
+    try:
+        value = eval(compile(timer.expression.strip(), "<timer>", "eval"), {"__builtins__": {}})
+        if isinstance(timer, CycleTimerEventDefinition):
+            cycles, _start, interval = TimerEventDefinition.parse_iso_recurring_interval(value)
+            return float(max(cycles, 1) * interval.total_seconds())
+        if isinstance(timer, TimeDateEventDefinition):
+            return max(_seconds_until(TimerEventDefinition.get_datetime(value)), 0.0)
+        return float(TimerEventDefinition.parse_iso_duration(value).total_seconds())
+    except Exception:
+        return None
+
+
+async def _state(api: httpx.AsyncClient, instance_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    body = (await api.get(f"/instances/{instance_id}")).json()
+    tasks = (await api.get("/tasks", params={"instance_id": instance_id})).json()
+    return body, tasks
+
+
+async def _settled(
+    api: httpx.AsyncClient, instance_id: str, wait_for_timers: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The instance once it has ended, or offers a task (after due timers had their chance to
+    fire), or has shown the same state for a second (stuck: nothing open, nothing due)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STEP_TIMEOUT
+    if wait_for_timers:
+        await asyncio.sleep(wait_for_timers)
+    last, since = None, loop.time()
+    while True:
+        body, tasks = await _state(api, instance_id)
+        if body.get("status") != "running" or tasks:
+            return body, tasks
+        snapshot = (body.get("active"), body.get("completed"))
+        if snapshot != last:
+            last, since = snapshot, loop.time()
+        elif loop.time() - since > 1.0:
+            return body, tasks
+        assert loop.time() < deadline, f"instance {instance_id} never settled: {body}"
+        await asyncio.sleep(0.05)
+
+
+async def run_on_platform(api: httpx.AsyncClient, case: Case, process_key: str) -> Outcome:
+    files = [("files", (name, content, "application/xml")) for name, content in case.upload().items()]
+    deployed = await api.post("/deployments", files=files)
+    assert deployed.status_code in (200, 201), deployed.text
+    assert process_key in [d["key"] for d in deployed.json()["definitions"]], deployed.text
+    started = await api.post("/instances", json={"definition_key": process_key, "variables": case.start_data})
+    assert started.status_code == 201, started.text
+    instance_id = started.json()["id"]
+    wait = timer_wait(case)
+    inputs = case.inputs()
+    steps: list[str] = []
+    while True:
+        body, tasks = await _settled(api, instance_id, wait)
+        if body["status"] != "running" or not tasks:
+            break
+        task = choose(tasks, lambda t: t["element_id"])
+        done = await api.post(
+            f"/tasks/{task['id']}/complete", json={"variables": inputs.next_for(task["element_id"])}
+        )
+        assert done.status_code == 200, done.text
+        steps.append(task["element_id"])
+    assert body["status"] in ("completed", "failed", "running"), body
+    if body["status"] == "failed":
+        assert body.get("error"), body
+    return Outcome(body["status"], body["variables"], body["completed"], steps, body.get("error"))

