@@ -64,6 +64,9 @@ _ISO_LITERAL = re.compile(
     r")(/.+)?$"
 )
 
+# Looks like an ISO literal someone meant to write (P..., R3/P..., a date) rather than an expression.
+_ISO_LIKE = re.compile(r"^(R\d*/)?P[0-9A-Z.,]*$|^\d{4}-\d{2}-\d{2}\S*$")
+
 
 @dataclass(frozen=True)
 class ModelError:
@@ -170,10 +173,25 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         errors.append(ModelError(name, element_id, element.sourceline, message))
 
 
+def _element_at(root: etree._Element | None, line: int | None) -> str | None:
+    """The id of the innermost element with an id enclosing `line` (schema errors give lines only)."""
+    if root is None or not isinstance(line, int):
+        return None
+    found = None
+    for element in root.iter():
+        if element.sourceline == line:
+            found = element
+            break
+    while found is not None and not found.get("id"):
+        found = found.getparent()
+    return found.get("id") if found is not None else None
+
+
 def _spiff_error(err: SpiffWorkflowException, upload: _Upload, fallback_file: str) -> ModelError:
     file_name = getattr(err, "file_name", "") or fallback_file
     element_id = getattr(err, "id", None) or getattr(getattr(err, "task_spec", None), "bpmn_id", None)
     line = getattr(err, "line_number", None) or _line_of(upload.roots.get(file_name), element_id)
+    element_id = element_id or _element_at(upload.roots.get(file_name), line)
     message = str(err.args[0]) if err.args else str(err)
     return ModelError(file_name, element_id or None, line if isinstance(line, int) else None, message)
 
@@ -226,6 +244,12 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
 def _check_timer(
     timer: TimerEventDefinition, task_spec: Any, file_name: str, upload: _Upload, errors: list[ModelError]
 ) -> None:
+    element_id = getattr(task_spec, "bpmn_id", None)
+    text = (timer.expression or "").strip()
+    if _ISO_LIKE.match(text) and not _ISO_LITERAL.match(text):
+        line = _line_of(upload.roots.get(file_name), element_id)
+        errors.append(ModelError(file_name, element_id, line, f"invalid ISO 8601 timer value {text!r}"))
+        return
     before = len(errors)
     _check_code(timer.expression, "eval", "timer expression", task_spec, file_name, upload, errors)
     if len(errors) > before:
@@ -234,7 +258,6 @@ def _check_timer(
         value = eval(compile(timer.expression.strip(), "<timer>", "eval"), {"__builtins__": {}})
     except Exception:
         return  # depends on process data: checked when it runs
-    element_id = getattr(task_spec, "bpmn_id", None)
     try:
         if not isinstance(value, str):
             raise ValueError("it must be a string")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,10 +28,13 @@ def deploy(
 ) -> StoredDefinition:
     """Store a new version unless this exact content is already the key's latest version.
 
-    Two concurrent deploys of the same key race on the (key, version) unique constraint; the loser
-    retries once against the winner's row.
+    Concurrent deploys of one key are serialised: on PostgreSQL by a transaction-scoped advisory
+    lock on the key, on SQLite by its single writer. The (key, version) unique constraint is the
+    backstop for any other engine: the loser retries against the winner's row.
     """
-    for _ in range(3):
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+    for _ in range(5):
         latest = session.scalars(
             select(Definition).where(Definition.key == key).order_by(Definition.version.desc()).limit(1)
         ).first()

@@ -277,6 +277,7 @@ async def test_engine_worker_killed_repeatedly_loses_nothing(
                 )
                 background.append(asyncio.create_task(watch_inbox()))
                 users = [asyncio.create_task(user(h, i)) for i, h in enumerate(handles)]
+                background.extend(users)
                 await chaos()
                 try:
                     async with asyncio.timeout(90):
@@ -293,6 +294,7 @@ async def test_engine_worker_killed_repeatedly_loses_nothing(
     finally:
         for task in background:
             task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await engine.kill()
         await connector.aclose()
     elapsed = asyncio.get_running_loop().time() - started

@@ -1,0 +1,68 @@
+"""Instances and tasks: the REST contract's error cases and concurrent completion."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.helpers import EXAMPLES, deploy, http_server, start, wait_for, wait_for_tasks
+
+
+async def test_health_is_public(api: httpx.AsyncClient) -> None:
+    response = await api.get("/health", headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "temporal": "ok"}
+
+
+async def test_unknown_things_are_404(api: httpx.AsyncClient) -> None:
+    missing = await api.post("/instances", json={"definition_key": "no_such_process"})
+    assert missing.status_code == 404
+    assert "no_such_process" in missing.json()["detail"]
+    assert (await api.get("/instances/nope")).status_code == 404
+    assert (await api.post("/tasks/nope/complete", json={"variables": {}})).status_code == 404
+
+
+async def test_bad_variables_are_422(api: httpx.AsyncClient) -> None:
+    await deploy(api, EXAMPLES / "order_approval.bpmn")
+    for variables in ({"__builtins__": {}}, {"not an identifier": 1}, {"class": 1}):
+        response = await api.post("/instances", json={"definition_key": "order_approval", "variables": variables})
+        assert response.status_code == 422, variables
+    response = await api.post("/instances", json={"definition_key": "order_approval", "variables": [1]})
+    assert response.status_code == 422
+
+
+async def test_failed_script_fails_the_instance_naming_the_element(api: httpx.AsyncClient) -> None:
+    await deploy(api, EXAMPLES / "order_approval.bpmn")
+    instance = await start(api, "order_approval", {"price": "ten", "quantity": None})
+    final = await wait_for(api, instance, "failed")
+    assert "compute_total" in final["error"]
+
+
+async def test_two_approvers_complete_at_once_exactly_one_wins(api: httpx.AsyncClient) -> None:
+    await deploy(api, EXAMPLES / "order_approval.bpmn")
+    with http_server() as (url, requests):
+        instance = await start(api, "order_approval", {"price": 500, "quantity": 1, "notify_url": url})
+        [task] = await wait_for_tasks(api, instance)
+        responses = await asyncio.gather(
+            *(
+                api.post(f"/tasks/{task['id']}/complete", json={"variables": {"approved": who == 0, "who": who}})
+                for who in range(4)
+            )
+        )
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [200, 409, 409, 409], [r.text for r in responses]
+        winner = next(r for r in responses if r.status_code == 200)
+        final = await wait_for(api, instance, "completed")
+    assert final["variables"]["who"] in range(4)
+    assert winner.json()["instance_status"] in ("running", "completed")
+    assert len(requests) == 1
+
+
+async def test_task_variables_are_validated(api: httpx.AsyncClient) -> None:
+    await deploy(api, EXAMPLES / "order_approval.bpmn")
+    instance = await start(api, "order_approval", {"price": 500, "quantity": 1, "notify_url": "http://127.0.0.1:9"})
+    [task] = await wait_for_tasks(api, instance)
+    response = await api.post(f"/tasks/{task['id']}/complete", json={"variables": {"_secret": 1}})
+    assert response.status_code == 422
+    assert (await api.get("/tasks", params={"instance_id": instance})).json()[0]["id"] == task["id"]
