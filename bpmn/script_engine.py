@@ -131,6 +131,7 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         code = compile_checked(expression.strip(), "eval")
         scope = _fresh_globals(external_context)
         scope.update(context)
+        scope["__builtins__"] = SAFE_BUILTINS  # process data must never replace the builtins
         return eval(code, scope)
 
     def execute(self, script: str, context: dict[str, Any], external_context: Any = None) -> bool:
@@ -138,6 +139,7 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         self.check_for_overwrite(context, external_context or {})
         scope = _fresh_globals(external_context)
         scope.update(context)
+        scope["__builtins__"] = SAFE_BUILTINS
         exec(code, scope)
         # Keep data, drop what only lived for the script: helpers, functions it defined, builtins.
         helpers = set(SAFE_FUNCTIONS) | set(external_context or {}) | {"__builtins__"}
