@@ -33,7 +33,9 @@ class HttpConnector:
         method = str(params.get("method", "GET")).upper()
         url = params.get("url")
         if method not in _METHODS:
-            raise ApplicationError(f"http.request: unsupported method {method!r}", type="BadParameter", non_retryable=True)
+            raise ApplicationError(
+                f"http.request: unsupported method {method!r}", type="BadParameter", non_retryable=True
+            )
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ApplicationError(f"http.request: 'url' must be an http(s) URL, got {url!r}", type="BadParameter",
                                    non_retryable=True)  # fmt: skip
@@ -43,10 +45,16 @@ class HttpConnector:
         headers.setdefault("Idempotency-Key", f"{info.workflow_run_id}/{info.activity_id}")
         try:
             response = await self._client.request(
-                method, url, headers=headers, json=params.get("json"), timeout=float(params.get("timeout", 30))
+                method,
+                url,
+                headers=headers,
+                json=params.get("json"),
+                timeout=float(params.get("timeout", 30)),
             )
         except httpx.HTTPError as err:
-            raise ApplicationError(f"http.request {method} {url}: {type(err).__name__}: {err}", type="HttpError") from err
+            raise ApplicationError(
+                f"http.request {method} {url}: {type(err).__name__}: {err}", type="HttpError"
+            ) from err
         if response.status_code >= 500:
             raise ApplicationError(f"http.request {method} {url}: HTTP {response.status_code}", type="HttpError")
         result: dict[str, Any] = {"status": response.status_code, "headers": dict(response.headers)}

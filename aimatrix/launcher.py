@@ -144,7 +144,16 @@ def run() -> None:
             supervisor.spawn(pool, [sys.executable, "-m", f"workers.{pool}"])
         supervisor.spawn(
             "api",
-            [sys.executable, "-m", "uvicorn", "api.asgi:app", "--host", settings.api_host, "--port", str(settings.api_port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.asgi:app",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
+            ],
         )
         base = f"http://{settings.api_host}:{settings.api_port}"
         _wait_for_api(base)

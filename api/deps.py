@@ -59,7 +59,9 @@ def get_current_user(
         key = api_keys.find(session, key=credentials.credentials)
         if key is None:
             raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, detail="unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+                status.HTTP_401_UNAUTHORIZED,
+                detail="unknown or revoked API key",
+                headers={"WWW-Authenticate": "Bearer"},
             )
         return Principal(subject=key.subject, roles=frozenset(key.roles.split(",")))
 

@@ -163,9 +163,8 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         local = etree.QName(element).localname
         message = _UNSUPPORTED.get(local)
         parent = element.getparent()
-        if local == "timerEventDefinition" and parent is not None:
-            if etree.QName(parent).localname == "startEvent":
-                message = "timer start events are not supported yet"
+        if local == "timerEventDefinition" and parent is not None and etree.QName(parent).localname == "startEvent":
+            message = "timer start events are not supported yet"
         if message is None:
             continue
         owner = element if element.get("id") and not local.endswith("Definition") else parent
@@ -197,7 +196,13 @@ def _spiff_error(err: SpiffWorkflowException, upload: _Upload, fallback_file: st
 
 
 def _check_code(
-    source: str | None, mode: str, what: str, task_spec: Any, file_name: str, upload: _Upload, errors: list[ModelError]
+    source: str | None,
+    mode: str,
+    what: str,
+    task_spec: Any,
+    file_name: str,
+    upload: _Upload,
+    errors: list[ModelError],
 ) -> None:
     if not source:
         return
@@ -212,7 +217,9 @@ def _check_code(
             )
         )  # fmt: skip
     except UnsafeCodeError as err:
-        errors.append(ModelError(file_name, element_id, _line_of(upload.roots.get(file_name), element_id), f"{what}: {err}"))
+        errors.append(
+            ModelError(file_name, element_id, _line_of(upload.roots.get(file_name), element_id), f"{what}: {err}")
+        )
 
 
 def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
@@ -320,7 +327,10 @@ def validate_upload(files: dict[str, bytes]) -> list[DeployableDefinition]:
             continue
         for spec in [process.spec, *process.subprocess_specs.values()]:
             _check_spec(spec, upload, errors)
-        needed = [file_name, *sorted({s.file for s in process.subprocess_specs.values() if s.file} - {file_name})]
+        needed = [
+            file_name,
+            *sorted({s.file for s in process.subprocess_specs.values() if s.file} - {file_name}),
+        ]
         if _uses_decisions(process):
             needed.extend(upload.dmn_files)
         texts = {name: upload.texts[name] for name in needed}

@@ -66,10 +66,10 @@ def install() -> None:
     import SpiffWorkflow.bpmn.specs.event_definitions.timer as timer
     import SpiffWorkflow.task as task
 
-    task.uuid4 = _uuid4  # type: ignore[attr-defined]
-    task.time = _Clock  # type: ignore[attr-defined]
-    timer.datetime = _WorkflowDatetime  # type: ignore[attr-defined]
+    task.uuid4 = _uuid4
+    task.time = _Clock
+    timer.datetime = _WorkflowDatetime
     # Naive timer dates would otherwise be read in the worker's local time zone, which differs
     # between machines and so between an execution and its replay.
-    timer.LOCALTZ = UTC  # type: ignore[attr-defined]
+    timer.LOCALTZ = UTC
     _installed = True

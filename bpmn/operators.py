@@ -68,5 +68,9 @@ class UnknownOperatorError(ValueError):
 registry = OperatorRegistry()
 registry.register(
     "http",
-    PoolConfig(task_queue=CONNECTOR_TASK_QUEUE, start_to_close=timedelta(seconds=60), operations=frozenset({"request"})),
+    PoolConfig(
+        task_queue=CONNECTOR_TASK_QUEUE,
+        start_to_close=timedelta(seconds=60),
+        operations=frozenset({"request"}),
+    ),
 )

@@ -34,7 +34,7 @@ def _zeebe_expression(source: str) -> str:
     return source[1:].strip() if source.startswith("=") else _literal(source)
 
 
-class AnyServiceTaskParser(ServiceTaskParser):  # type: ignore[misc]
+class AnyServiceTaskParser(ServiceTaskParser):
     def create_task(self) -> ExternalServiceTask:
         zeebe = self.node.xpath("./bpmn:extensionElements/zeebe:taskDefinition", namespaces=_ZEEBE)
         if zeebe:
@@ -63,13 +63,9 @@ class AnyServiceTaskParser(ServiceTaskParser):  # type: ignore[misc]
 
     def _create_zeebe_task(self, definition: etree._Element) -> ExternalServiceTask:
         params: dict[str, dict[str, Any]] = {}
-        for header in self.node.xpath(
-            "./bpmn:extensionElements/zeebe:taskHeaders/zeebe:header", namespaces=_ZEEBE
-        ):
+        for header in self.node.xpath("./bpmn:extensionElements/zeebe:taskHeaders/zeebe:header", namespaces=_ZEEBE):
             params[header.get("key", "")] = {"value": _literal(header.get("value", "")), "type": "str"}
-        for mapping in self.node.xpath(
-            "./bpmn:extensionElements/zeebe:ioMapping/zeebe:input", namespaces=_ZEEBE
-        ):
+        for mapping in self.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/zeebe:input", namespaces=_ZEEBE):
             params[mapping.get("target", "")] = {
                 "value": _zeebe_expression(mapping.get("source", "")),
                 "type": "any",
@@ -92,7 +88,7 @@ class AnyServiceTaskParser(ServiceTaskParser):  # type: ignore[misc]
         )
 
 
-class AIMatrixParser(SpiffBpmnParser):  # type: ignore[misc]
+class AIMatrixParser(SpiffBpmnParser):
     OVERRIDE_PARSER_CLASSES = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         full_tag("serviceTask"): (AnyServiceTaskParser, ExternalServiceTask),

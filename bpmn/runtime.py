@@ -62,9 +62,7 @@ def task_by_id(workflow: BpmnWorkflow, task_id: str) -> Task | None:
 
 
 def human_tasks(workflow: BpmnWorkflow) -> list[Task]:
-    return [
-        t for t in workflow.get_tasks(state=TaskState.READY) if type(t.task_spec).__name__ in HUMAN_TASK_TYPES
-    ]
+    return [t for t in workflow.get_tasks(state=TaskState.READY) if type(t.task_spec).__name__ in HUMAN_TASK_TYPES]
 
 
 def started_service_tasks(workflow: BpmnWorkflow) -> list[Task]:

@@ -22,13 +22,62 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnviron
 
 SCRIPT_FILENAME = "<string>"  # Spiff looks for this frame name to report the failing line
 
-_SAFE_BUILTIN_NAMES = (
-    "abs all any ascii bool bytes chr dict divmod enumerate filter float frozenset hash hex int "
-    "isinstance issubclass iter len list map max min next oct ord pow print range repr reversed "
-    "round set slice sorted str sum tuple zip ArithmeticError AssertionError AttributeError "
-    "Exception IndexError KeyError LookupError NameError OverflowError RuntimeError StopIteration "
-    "TypeError ValueError ZeroDivisionError"
-).split()
+_SAFE_BUILTIN_NAMES = [
+    "abs",
+    "all",
+    "any",
+    "ascii",
+    "bool",
+    "bytes",
+    "chr",
+    "dict",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "frozenset",
+    "hash",
+    "hex",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "oct",
+    "ord",
+    "pow",
+    "print",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "slice",
+    "sorted",
+    "str",
+    "sum",
+    "tuple",
+    "zip",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "Exception",
+    "IndexError",
+    "KeyError",
+    "LookupError",
+    "NameError",
+    "OverflowError",
+    "RuntimeError",
+    "StopIteration",
+    "TypeError",
+    "ValueError",
+    "ZeroDivisionError",
+]
 
 
 def _no_print(*_args: object, **_kwargs: object) -> None:
@@ -81,9 +130,10 @@ class UnsafeCodeError(ValueError):
         self.line = line
 
 
-def check_code(source: str, mode: str = "exec") -> ast.AST:
+def check_code(source: str, mode: str = "exec") -> ast.Module | ast.Expression:
     """Parse `source` and refuse anything outside the allow-list. Raises SyntaxError or UnsafeCodeError."""
     tree = ast.parse(source, filename=SCRIPT_FILENAME, mode=mode)
+    assert isinstance(tree, ast.Module | ast.Expression)
     for node in ast.walk(tree):
         line = getattr(node, "lineno", None)
         if isinstance(node, _FORBIDDEN_NODES):
@@ -124,7 +174,7 @@ def _fresh_globals(external_context: dict[str, Any] | None) -> dict[str, Any]:
     return scope
 
 
-class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
+class RestrictedEnvironment(TaskDataEnvironment):
     """TaskDataEnvironment with the allow-list applied before any code runs."""
 
     def evaluate(self, expression: str, context: dict[str, Any], external_context: Any = None) -> Any:
@@ -144,13 +194,11 @@ class RestrictedEnvironment(TaskDataEnvironment):  # type: ignore[misc]
         # Keep data, drop what only lived for the script: helpers, functions it defined, builtins.
         helpers = set(SAFE_FUNCTIONS) | set(external_context or {}) | {"__builtins__"}
         context.clear()
-        context.update(
-            {key: value for key, value in scope.items() if key not in helpers and not callable(value)}
-        )
+        context.update({key: value for key, value in scope.items() if key not in helpers and not callable(value)})
         return True
 
 
-class RestrictedScriptEngine(PythonScriptEngine):  # type: ignore[misc]
+class RestrictedScriptEngine(PythonScriptEngine):
     def __init__(self) -> None:
         super().__init__(environment=RestrictedEnvironment())
 

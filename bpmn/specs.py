@@ -8,7 +8,7 @@ from SpiffWorkflow.spiff.serializer.task_spec import ServiceTaskConverter
 from SpiffWorkflow.spiff.specs.defaults import ServiceTask
 
 
-class ExternalServiceTask(ServiceTask):  # type: ignore[misc]
+class ExternalServiceTask(ServiceTask):
     """A service task whose work runs as a Temporal activity on the operator's pool.
 
     `_execute` returns None, which leaves the Spiff task STARTED: the workflow sees it, starts the
@@ -35,7 +35,7 @@ class ExternalServiceTask(ServiceTask):  # type: ignore[misc]
         return None
 
 
-class ExternalServiceTaskConverter(ServiceTaskConverter):  # type: ignore[misc]
+class ExternalServiceTaskConverter(ServiceTaskConverter):
     def to_dict(self, spec: ExternalServiceTask) -> dict[str, Any]:
         dct: dict[str, Any] = super().to_dict(spec)
         dct["output_mappings"] = [list(m) for m in spec.output_mappings]

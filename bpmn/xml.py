@@ -52,9 +52,7 @@ def parse_xml(content: bytes) -> etree._Element:
         raise XmlError("empty document")
     if root.getroottree().docinfo.doctype:
         raise XmlError("DOCTYPE declarations are not allowed in models")
-    count = 0
-    for element in root.iter():
-        count += 1
+    for count, element in enumerate(root.iter(), start=1):
         if count > settings.max_xml_elements:
             raise XmlError(f"more than {settings.max_xml_elements} elements", element.sourceline)
     _check_depth(root, settings.max_xml_depth)

@@ -26,9 +26,7 @@ def ensure(session: Session, *, name: str, key: str, subject: str, roles: str) -
     """Register `key` under `name`, replacing the digest if the configured key changed."""
     row = session.scalars(select(ApiKey).where(ApiKey.name == name)).first()
     if row is None:
-        session.add(
-            ApiKey(name=name, digest=digest(key), subject=subject, roles=roles, created_at=datetime.now(UTC))
-        )
+        session.add(ApiKey(name=name, digest=digest(key), subject=subject, roles=roles, created_at=datetime.now(UTC)))
     elif row.digest != digest(key):
         row.digest = digest(key)
         row.revoked_at = None

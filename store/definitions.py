@@ -69,9 +69,7 @@ def _stored(row: Definition, *, created: bool) -> StoredDefinition:
 
 
 def list_latest(session: Session) -> list[StoredDefinition]:
-    latest = (
-        select(Definition.key, func.max(Definition.version).label("version")).group_by(Definition.key).subquery()
-    )
+    latest = select(Definition.key, func.max(Definition.version).label("version")).group_by(Definition.key).subquery()
     rows = session.scalars(
         select(Definition)
         .join(latest, (Definition.key == latest.c.key) & (Definition.version == latest.c.version))
@@ -94,9 +92,7 @@ def get(session: Session, *, key: str, version: int | None = None) -> StoredDefi
 
 def files(session: Session, *, key: str, version: int) -> dict[str, str]:
     """The definition's files, its main file first (that order is part of the content hash input)."""
-    definition = session.scalars(
-        select(Definition).where(Definition.key == key, Definition.version == version)
-    ).one()
+    definition = session.scalars(select(Definition).where(Definition.key == key, Definition.version == version)).one()
     rows = session.scalars(select(DefinitionFile).where(DefinitionFile.definition_id == definition.id)).all()
     by_name = {row.file_name: row.content for row in rows}
     ordered = {definition.main_file: by_name.pop(definition.main_file)}

@@ -10,7 +10,13 @@ from store.models import Instance
 
 
 def record_start(
-    session: Session, *, instance_id: str, key: str, version: int, business_key: str | None, started_by: str | None
+    session: Session,
+    *,
+    instance_id: str,
+    key: str,
+    version: int,
+    business_key: str | None,
+    started_by: str | None,
 ) -> None:
     session.add(
         Instance(

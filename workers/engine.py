@@ -20,12 +20,21 @@ from workflows.process import ProcessWorkflow
 # SpiffWorkflow (and our adapter around it) must be imported once, outside the sandbox: inside it
 # every Task() trips on uuid4 and re-importing it per run costs tens of ms. Determinism is kept
 # by bpmn.determinism instead. lxml is a C extension that the sandbox cannot re-import anyway.
-PASSTHROUGH_MODULES = ("SpiffWorkflow", "bpmn", "workflows.contracts", "lxml", "aimatrix.settings", "pydantic",
-                       "pydantic_settings", "sqlalchemy")  # fmt: skip
+PASSTHROUGH_MODULES = (
+    "SpiffWorkflow",
+    "bpmn",
+    "workflows.contracts",
+    "lxml",
+    "aimatrix.settings",
+    "pydantic",
+    "pydantic_settings",
+)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
 
 
 def build_worker(

@@ -10,6 +10,7 @@ BPMN element, so Temporal's history is the process history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -211,10 +212,8 @@ class ProcessWorkflow:
         timeout = None
         if deadline is not None:
             timeout = max(deadline - workflow.now(), timedelta(0)) + _TIMER_SLACK
-        try:
+        with contextlib.suppress(TimeoutError):  # on timeout a timer is due: the next pass fires it
             await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
-        except TimeoutError:
-            pass  # a timer is due: the next engine pass fires it
 
     async def _close_everything(self, outcome: str) -> None:
         for pending in self._activities.values():
@@ -280,4 +279,3 @@ def _describe(err: SpiffWorkflowException) -> str:
     notes = "; ".join(getattr(err, "__notes__", []))
     message = str(err.args[0]) if err.args else type(err).__name__
     return f"{where}{detail}: {message}" + (f" [{notes}]" if notes else "")
-

@@ -13,7 +13,10 @@ router = APIRouter(tags=["definitions"])
 @router.get("/definitions")
 def list_definitions(_: CurrentUser, session: SessionDep) -> list[DefinitionPublic]:
     """The latest version of every deployed process."""
-    return [DefinitionPublic(key=d.key, version=d.version, hash=d.hash, name=d.name) for d in definitions.list_latest(session)]
+    return [
+        DefinitionPublic(key=d.key, version=d.version, hash=d.hash, name=d.name)
+        for d in definitions.list_latest(session)
+    ]
 
 
 @router.get("/definitions/{key}")

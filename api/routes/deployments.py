@@ -40,9 +40,7 @@ def deploy(
     except ModelValidationError as err:
         raise HTTPException(422, detail=[e.__dict__ for e in err.errors]) from None
     stored = [
-        definitions.deploy(
-            session, key=d.key, name=d.name, files=d.files, digest=d.hash, deployed_by=user.subject
-        )
+        definitions.deploy(session, key=d.key, name=d.name, files=d.files, digest=d.hash, deployed_by=user.subject)
         for d in deployable
     ]
     if not any(s.created for s in stored):

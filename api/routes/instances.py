@@ -35,7 +35,9 @@ _STATUS = {
 
 
 @router.post("/instances", status_code=status.HTTP_201_CREATED)
-async def start_instance(body: InstanceCreate, user: CurrentUser, state: StateDep, temporal: TemporalDep) -> InstanceCreated:
+async def start_instance(
+    body: InstanceCreate, user: CurrentUser, state: StateDep, temporal: TemporalDep
+) -> InstanceCreated:
     try:
         check_variables(body.variables)
     except ValueError as err:

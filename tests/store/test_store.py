@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store import definitions, tasks
 from store.db import make_engine, make_session_factory, migrate
-from workflows.contracts import ClosedTask, OpenTask, SyncTasksInput
-
 from tests.conftest import POSTGRES_URL
+from workflows.contracts import ClosedTask, OpenTask, SyncTasksInput
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -47,7 +46,12 @@ def test_versions_and_content_hash(factory: sessionmaker[Session]) -> None:
         first = definitions.deploy(session, key="p", name="P", files={"p.bpmn": "<a/>"}, digest="h1", deployed_by="u")
         same = definitions.deploy(session, key="p", name="P", files={"p.bpmn": "<a/>"}, digest="h1", deployed_by="u")
         second = definitions.deploy(
-            session, key="p", name="P", files={"p.bpmn": "<b/>", "d.dmn": "<d/>"}, digest="h2", deployed_by="u"
+            session,
+            key="p",
+            name="P",
+            files={"p.bpmn": "<b/>", "d.dmn": "<d/>"},
+            digest="h2",
+            deployed_by="u",
         )
     assert (first.version, first.created) == (1, True)
     assert (same.version, same.created) == (1, False)

@@ -124,7 +124,9 @@ async def test_invalid_models_are_refused_naming_the_element(
     ],
     ids=["truncated", "garbage", "xxe", "not-bpmn"],
 )
-async def test_bad_files_are_refused_with_a_clear_message(api: httpx.AsyncClient, content: bytes, fragment: str) -> None:
+async def test_bad_files_are_refused_with_a_clear_message(
+    api: httpx.AsyncClient, content: bytes, fragment: str
+) -> None:
     response = await api.post("/deployments", files=[("files", ("bad.bpmn", content, "application/xml"))])
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
@@ -146,10 +148,14 @@ async def test_wrong_extension_and_schema_errors(api: httpx.AsyncClient) -> None
 async def test_deploy_needs_a_key(api: httpx.AsyncClient) -> None:
     path = EXAMPLES / "order_approval.bpmn"
     response = await api.post(
-        "/deployments", files=[("files", (path.name, path.read_bytes()))], headers={"Authorization": "Bearer wrong"}
+        "/deployments",
+        files=[("files", (path.name, path.read_bytes()))],
+        headers={"Authorization": "Bearer wrong"},
     )
     assert response.status_code == 401
-    response = await api.post("/deployments", files=[("files", (path.name, path.read_bytes()))], headers={"Authorization": ""})
+    response = await api.post(
+        "/deployments", files=[("files", (path.name, path.read_bytes()))], headers={"Authorization": ""}
+    )
     assert response.status_code == 401
 
 
