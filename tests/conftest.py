@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -74,11 +75,32 @@ async def workers(client: Client, session_factory: sessionmaker[Session]) -> Asy
 
 
 async def replay_all(client: Client) -> None:
+    await replay_histories([h async for h in client.list_workflows("WorkflowType = 'ProcessWorkflow'").map_histories()])
+
+
+async def replay_histories(histories: list[WorkflowHistory]) -> None:
     replayer = Replayer(workflows=[ProcessWorkflow], workflow_runner=workflow_runner())
-    histories = client.list_workflows("WorkflowType = 'ProcessWorkflow'").map_histories()
-    results = await replayer.replay_workflows(histories, raise_on_replay_failure=False)
+    if os.environ.get("AIMATRIX_RECORD_HISTORIES"):
+        _record(histories)
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for history in histories:
+            yield history
+
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
     failures = {run_id: str(err) for run_id, err in results.replay_failures.items()}
     assert not failures, f"non-deterministic replays: {failures}"
+
+
+def _record(histories: list[WorkflowHistory]) -> None:
+    """Write one completed history per definition to tests/histories/ (see tests/test_replay.py)."""
+    target = Path(__file__).parent / "histories"
+    for history in histories:
+        first = history.events[0].workflow_execution_started_event_attributes
+        key = json.loads(first.input.payloads[0].data)["definition_key"]
+        last = history.events[-1]
+        if last.HasField("workflow_execution_completed_event_attributes"):
+            (target / f"{key}.json").write_text(history.to_json())
 
 
 @pytest.fixture(scope="session")
