@@ -31,6 +31,7 @@ from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
 from bpmn.specs import ExternalServiceTask
 from bpmn.xml import XmlError, parse_xml
+from workflows.contracts import ProcessInput
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 _DMN_NAMESPACES = (
@@ -339,6 +340,41 @@ def validate_upload(files: dict[str, bytes]) -> list[DeployableDefinition]:
     if errors:
         raise ModelValidationError(errors)
     return definitions
+
+
+def operators_used(process: ProcessSpec) -> set[str]:
+    return {
+        task_spec.operation_name
+        for spec in [process.spec, *process.subprocess_specs.values()]
+        for task_spec in spec.task_specs.values()
+        if isinstance(task_spec, ExternalServiceTask)
+    }
+
+
+def start_input(
+    *,
+    instance_id: str,
+    key: str,
+    version: int,
+    digest: str,
+    files: dict[str, str],
+    variables: dict[str, Any] | None = None,
+    business_key: str | None = None,
+    started_by: str | None = None,
+) -> ProcessInput:
+    """Everything a ProcessWorkflow needs, including the routes of the operators it calls."""
+    process = load_process(files, key, digest)
+    return ProcessInput(
+        instance_id=instance_id,
+        definition_key=key,
+        version=version,
+        definition_hash=digest,
+        files=files,
+        variables=variables or {},
+        business_key=business_key,
+        started_by=started_by,
+        operators=registry.routes(operators_used(process)),
+    )
 
 
 def _uses_decisions(process: ProcessSpec) -> bool:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from workflows.contracts import CONNECTOR_TASK_QUEUE
+from workflows.contracts import CONNECTOR_TASK_QUEUE, OperatorRoute
 
 OPERATOR_PATTERN = re.compile(r"^(?P<pool>[a-z][a-z0-9_-]*)\.(?P<operation>[a-z][a-z0-9_.-]*)$")
 
@@ -34,6 +34,18 @@ class ResolvedOperator:
     pool: str
     operation: str
     config: PoolConfig
+
+    def route(self) -> OperatorRoute:
+        c = self.config
+        return OperatorRoute(
+            task_queue=c.task_queue,
+            start_to_close_seconds=c.start_to_close.total_seconds(),
+            schedule_to_close_seconds=c.schedule_to_close.total_seconds() if c.schedule_to_close else None,
+            heartbeat_seconds=c.heartbeat.total_seconds() if c.heartbeat else None,
+            max_attempts=c.max_attempts,
+            initial_interval_seconds=c.initial_interval.total_seconds(),
+            backoff=c.backoff,
+        )
 
 
 @dataclass
@@ -59,6 +71,10 @@ class OperatorRegistry:
             known = ", ".join(sorted(f"{pool}.{op}" for op in config.operations))
             raise UnknownOperatorError(f"operator '{operator}' is not offered by pool '{pool}' ({known})")
         return ResolvedOperator(operator, pool, operation, config)
+
+    def routes(self, operators: set[str]) -> dict[str, OperatorRoute]:
+        """Routes for every operator a process uses, to carry in its ProcessInput."""
+        return {name: self.resolve(name).route() for name in sorted(operators)}
 
 
 class UnknownOperatorError(ValueError):

@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from bpmn.definitions import validate_upload
+from bpmn.definitions import start_input, validate_upload
 from bpmn.operators import PoolConfig, registry
 from tests.conftest import replay_histories
 from tests.helpers import DATA
@@ -28,7 +28,6 @@ from workflows.contracts import (
     STATE_QUERY,
     TASK_NOT_OPEN,
     CompleteTaskInput,
-    ProcessInput,
     ProcessResult,
     ProcessState,
     ServiceTaskInput,
@@ -82,7 +81,14 @@ async def _start_on(client: Client, queue: str, key: str, variables: dict[str, A
     instance_id = str(uuid.uuid4())
     handle = await client.start_workflow(
         ProcessWorkflow.run,
-        ProcessInput(instance_id, key, 1, definition.hash, definition.files, variables),
+        start_input(
+            instance_id=instance_id,
+            key=key,
+            version=1,
+            digest=definition.hash,
+            files=definition.files,
+            variables=variables,
+        ),
         id=instance_id,
         task_queue=queue,
     )

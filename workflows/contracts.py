@@ -28,6 +28,20 @@ SERVICE_TASK_FAILED = "ServiceTaskFailed"
 
 
 @dataclass
+class OperatorRoute:
+    """Where and how a service task's activity runs. Resolved when the instance starts and carried
+    in its input, so a worker whose pool configuration differs still replays it identically."""
+
+    task_queue: str
+    start_to_close_seconds: float
+    schedule_to_close_seconds: float | None = None
+    heartbeat_seconds: float | None = None
+    max_attempts: int = 3
+    initial_interval_seconds: float = 1.0
+    backoff: float = 2.0
+
+
+@dataclass
 class ProcessInput:
     instance_id: str
     definition_key: str
@@ -37,6 +51,7 @@ class ProcessInput:
     variables: dict[str, Any] = field(default_factory=dict)
     business_key: str | None = None
     started_by: str | None = None
+    operators: dict[str, OperatorRoute] = field(default_factory=dict)
 
 
 @dataclass

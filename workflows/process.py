@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
 
     from bpmn import runtime
     from bpmn.definitions import load_process
-    from bpmn.operators import registry
     from workflows.contracts import (
         COMPLETE_TASK_UPDATE,
         INVALID_VARIABLES,
@@ -132,34 +131,36 @@ class ProcessWorkflow:
 
     async def _call_service(self, task_id: str, task: Any) -> None:
         spec = task.task_spec
-        operator = registry.resolve(spec.operation_name)
-        pool = operator.config
+        route = self._input.operators.get(spec.operation_name)
+        if route is None:
+            self._inbox.append(("service_failure", task_id, f"no route for operator '{spec.operation_name}'"))
+            return
         try:
             params = runtime.json_safe(runtime.evaluate_params(task))
         except SpiffWorkflowException as err:
             self._inbox.append(("service_failure", task_id, _describe(err)))
             return
-        attempts = spec.retries + 1 if isinstance(spec.retries, int) else pool.max_attempts
+        attempts = spec.retries + 1 if isinstance(spec.retries, int) else route.max_attempts
         try:
             result = await workflow.execute_activity(
-                operator.name,
+                spec.operation_name,
                 ServiceTaskInput(
-                    operator=operator.name,
+                    operator=spec.operation_name,
                     params=params,
                     instance_id=self._input.instance_id,
                     definition_key=self._input.definition_key,
                     element_id=spec.bpmn_id,
                     task_id=task_id,
                 ),
-                task_queue=pool.task_queue,
+                task_queue=route.task_queue,
                 activity_id=task_id,
-                start_to_close_timeout=pool.start_to_close,
-                schedule_to_close_timeout=pool.schedule_to_close,
-                heartbeat_timeout=pool.heartbeat,
+                start_to_close_timeout=timedelta(seconds=route.start_to_close_seconds),
+                schedule_to_close_timeout=_seconds(route.schedule_to_close_seconds),
+                heartbeat_timeout=_seconds(route.heartbeat_seconds),
                 retry_policy=RetryPolicy(
                     maximum_attempts=attempts,
-                    initial_interval=pool.initial_interval,
-                    backoff_coefficient=pool.backoff,
+                    initial_interval=timedelta(seconds=route.initial_interval_seconds),
+                    backoff_coefficient=route.backoff,
                 ),
             )
         except ActivityError as err:
@@ -258,6 +259,10 @@ class ProcessWorkflow:
             open_tasks=list(self._open.values()),
             error=self._error,
         )
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return timedelta(seconds=value) if value is not None else None
 
 
 def _reraise_temporal(err: BaseException) -> None:

@@ -10,13 +10,14 @@ from temporalio.service import RPCError
 
 from api.deps import CurrentUser, StateDep, TemporalDep
 from api.schemas import InstanceCreate, InstanceCreated, InstancePublic
+from bpmn.definitions import start_input
+from bpmn.operators import UnknownOperatorError
 from bpmn.runtime import check_variables
 from store import definitions, instances
 from workflows.contracts import (
     ENGINE_TASK_QUEUE,
     PROCESS_WORKFLOW,
     STATE_QUERY,
-    ProcessInput,
     ProcessResult,
     ProcessState,
 )
@@ -53,18 +54,19 @@ async def start_instance(
 
     version, digest, files = await run_in_threadpool(load)
     instance_id = str(uuid.uuid4())
+    try:
+        inp = await run_in_threadpool(
+            lambda: start_input(
+                instance_id=instance_id, key=body.definition_key, version=version, digest=digest, files=files,
+                variables=body.variables, business_key=body.business_key, started_by=user.subject,
+            )
+        )  # fmt: skip
+    except UnknownOperatorError as err:
+        # deployed while a pool existed that this API process does not know (configuration drift)
+        raise HTTPException(409, detail=f"definition '{body.definition_key}' cannot start here: {err}") from None
     await temporal.start_workflow(
         PROCESS_WORKFLOW,
-        ProcessInput(
-            instance_id=instance_id,
-            definition_key=body.definition_key,
-            version=version,
-            definition_hash=digest,
-            files=files,
-            variables=body.variables,
-            business_key=body.business_key,
-            started_by=user.subject,
-        ),
+        inp,
         id=instance_id,
         task_queue=ENGINE_TASK_QUEUE,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
