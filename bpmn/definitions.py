@@ -30,7 +30,7 @@ from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
 from bpmn.specs import ExternalServiceTask
-from bpmn.xml import XmlError, parse_xml
+from bpmn.xml import XmlError, XmlLimits, parse_xml
 from workflows.contracts import ProcessInput
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -132,7 +132,7 @@ def _line_of(root: etree._Element | None, element_id: str | None) -> int | None:
     return found[0].sourceline if found else None
 
 
-def _read_files(files: dict[str, bytes], errors: list[ModelError]) -> _Upload:
+def _read_files(files: dict[str, bytes], errors: list[ModelError], limits: XmlLimits | None) -> _Upload:
     upload = _Upload()
     for name, content in files.items():
         suffix = PurePath(name).suffix.lower()
@@ -140,7 +140,7 @@ def _read_files(files: dict[str, bytes], errors: list[ModelError]) -> _Upload:
             errors.append(ModelError(name, None, None, "only .bpmn and .dmn files can be deployed"))
             continue
         try:
-            root = parse_xml(content)
+            root = parse_xml(content, limits)
             text = content.decode("utf-8")
         except XmlError as err:
             errors.append(ModelError(name, None, err.line, err.message))
@@ -304,10 +304,10 @@ def _executable_process_ids(parser: AIMatrixParser, upload: _Upload) -> list[tup
     return found
 
 
-def validate_upload(files: dict[str, bytes]) -> list[DeployableDefinition]:
+def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) -> list[DeployableDefinition]:
     """Parse and check an upload. Raises ModelValidationError listing every problem found."""
     errors: list[ModelError] = []
-    upload = _read_files(files, errors)
+    upload = _read_files(files, errors, limits)
     for name, root in upload.roots.items():
         if name not in upload.dmn_files:
             _unsupported_elements(name, root, errors)

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from aimatrix.settings import get_settings
+
+@dataclass(frozen=True)
+class XmlLimits:
+    max_bytes: int = 5 * 1024 * 1024
+    max_elements: int = 50_000
+    max_depth: int = 64
 
 
 @dataclass
@@ -37,10 +42,10 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def parse_xml(content: bytes) -> etree._Element:
-    settings = get_settings()
-    if len(content) > settings.max_upload_bytes:
-        raise XmlError(f"file is {len(content)} bytes; the limit is {settings.max_upload_bytes}")
+def parse_xml(content: bytes, limits: XmlLimits | None = None) -> etree._Element:
+    limits = limits or XmlLimits()
+    if len(content) > limits.max_bytes:
+        raise XmlError(f"file is {len(content)} bytes; the limit is {limits.max_bytes}")
     if b"<!DOCTYPE" in content[:4096].upper() or b"<!ENTITY" in content.upper():
         raise XmlError("DOCTYPE and ENTITY declarations are not allowed in models")
     try:
@@ -53,9 +58,9 @@ def parse_xml(content: bytes) -> etree._Element:
     if root.getroottree().docinfo.doctype:
         raise XmlError("DOCTYPE declarations are not allowed in models")
     for count, element in enumerate(root.iter(), start=1):
-        if count > settings.max_xml_elements:
-            raise XmlError(f"more than {settings.max_xml_elements} elements", element.sourceline)
-    _check_depth(root, settings.max_xml_depth)
+        if count > limits.max_elements:
+            raise XmlError(f"more than {limits.max_elements} elements", element.sourceline)
+    _check_depth(root, limits.max_depth)
     return root
 
 

@@ -25,9 +25,6 @@ PASSTHROUGH_MODULES = (
     "bpmn",
     "workflows.contracts",
     "lxml",
-    "aimatrix.settings",
-    "pydantic",
-    "pydantic_settings",
 )
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
 from api.deps import CurrentUser, SessionDep, StateDep
 from api.schemas import DefinitionPublic, DeploymentPublic
 from bpmn.definitions import ModelValidationError, validate_upload
+from bpmn.xml import XmlLimits
 from store import definitions
 
 router = APIRouter(tags=["deployments"])
@@ -36,7 +37,14 @@ def deploy(
             raise HTTPException(413, detail=[_error(name, f"file is larger than {limit} bytes")])
         contents[name] = data
     try:
-        deployable = validate_upload(contents)
+        deployable = validate_upload(
+            contents,
+            XmlLimits(
+                max_bytes=limit,
+                max_elements=state.settings.max_xml_elements,
+                max_depth=state.settings.max_xml_depth,
+            ),
+        )
     except ModelValidationError as err:
         raise HTTPException(422, detail=[e.__dict__ for e in err.errors]) from None
     stored = [
