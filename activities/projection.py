@@ -1,4 +1,4 @@
-"""The inbox projection, written by the engine worker as a local activity."""
+"""The inbox projection, written by an activity of the engine worker."""
 
 from __future__ import annotations
 

@@ -42,6 +42,12 @@ def sync(session: Session, *, update: SyncTasksInput) -> None:
         closed_row.state = closed.outcome
         closed_row.closed_by = closed.actor
         closed_row.closed_at = datetime.fromisoformat(closed.closed_at) if closed.closed_at else None
+    # Every sync carries the complete open set: a row it does not name was written by a workflow
+    # task that was lost (its worker died) and that the re-run never opened.
+    still_open = {task.id for task in update.open_tasks}
+    for row in existing.values():
+        if row.state == "open" and row.id not in still_open:
+            row.state = "cancelled"
 
 
 @dataclass(frozen=True)

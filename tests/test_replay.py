@@ -26,6 +26,6 @@ def test_there_are_stored_histories() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = WorkflowHistory.from_json(path.stem, path.read_text())  # noqa: ASYNC240 (a small local file)
     replayer = Replayer(workflows=[ProcessWorkflow], workflow_runner=workflow_runner())
     await replayer.replay_workflow(history)

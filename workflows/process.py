@@ -117,7 +117,7 @@ class ProcessWorkflow:
             variables, actor = payload
             task.set_data(**variables)
             task.run()
-            self._closed.append(ClosedTask(task_id, "completed", actor, workflow.now().isoformat()))
+            self._close(task_id, "completed", actor)
 
     def _reconcile_activities(self) -> None:
         started = {str(t.id): t for t in runtime.started_service_tasks(self._bw)}
@@ -174,8 +174,8 @@ class ProcessWorkflow:
         for task_id in list(self._open):
             if task_id not in ready:
                 del self._open[task_id]
-                if not any(c.id == task_id for c in self._closed):
-                    self._closed.append(ClosedTask(task_id, "cancelled", None, workflow.now().isoformat()))
+                if all(closed.id != task_id for closed in self._closed):
+                    self._close(task_id, "cancelled", None)
         for task_id, task in ready.items():
             if task_id not in self._open:
                 view = runtime.describe_human_task(task)
@@ -189,12 +189,21 @@ class ProcessWorkflow:
                     documentation=view.documentation,
                 )
 
+    def _close(self, task_id: str, outcome: str, actor: str | None) -> None:
+        self._closed.append(ClosedTask(task_id, outcome, actor, workflow.now().isoformat()))
+
     async def _publish_tasks(self) -> None:
-        """Write the inbox projection when the set of open tasks changed; nothing otherwise."""
+        """Write the inbox projection when the set of open tasks changed; nothing otherwise.
+
+        A regular activity, not a local one: it is scheduled by the workflow task that opened the
+        tasks, so a row reaches the inbox only once that workflow task is saved. (A local activity
+        runs inside the workflow task; a worker dying before it is saved would leave a row for a
+        task the re-run may decide differently about.) Processes without user tasks never pay it.
+        """
         epoch = self._epoch
         if set(self._open) != self._published or self._closed:
             closed, self._closed = self._closed, []
-            await workflow.execute_local_activity(
+            await workflow.execute_activity(
                 SYNC_TASKS_ACTIVITY,
                 SyncTasksInput(
                     instance_id=self._input.instance_id,
@@ -219,8 +228,8 @@ class ProcessWorkflow:
     async def _close_everything(self, outcome: str) -> None:
         for pending in self._activities.values():
             pending.cancel()
-        now = workflow.now().isoformat()
-        self._closed.extend(ClosedTask(task_id, outcome, None, now) for task_id in self._open)
+        for task_id in self._open:
+            self._close(task_id, outcome, None)
         self._open.clear()
         await self._publish_tasks()
 
@@ -239,6 +248,7 @@ class ProcessWorkflow:
 
     @complete_task.validator
     def _validate_complete_task(self, inp: CompleteTaskInput) -> None:
+        # Rejected here, a bad completion never reaches the history.
         self._check_completion(inp)
 
     def _check_completion(self, inp: CompleteTaskInput) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -37,8 +37,16 @@ def list_tasks(
 
 @router.post("/tasks/{task_id}/complete")
 async def complete_task(
-    task_id: str, body: TaskComplete, user: CurrentUser, state: StateDep, temporal: TemporalDep
+    task_id: str,
+    body: TaskComplete,
+    user: CurrentUser,
+    state: StateDep,
+    temporal: TemporalDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> TaskCompleted:
+    """Complete an open task. Send an `Idempotency-Key` header to retry safely after a lost answer:
+    Temporal deduplicates updates by id, so the retry gets the first call's outcome."""
+
     def load() -> tasks.TaskRow | None:
         with state.session_factory() as session:
             return tasks.get(session, task_id=task_id)
@@ -51,6 +59,7 @@ async def complete_task(
         result = await handle.execute_update(
             COMPLETE_TASK_UPDATE,
             CompleteTaskInput(task_id=task_id, variables=body.variables, actor=user.subject),
+            id=f"complete/{task_id}/{user.subject}/{idempotency_key}" if idempotency_key else None,
             result_type=CompleteTaskResult,
         )
     except WorkflowUpdateFailedError as err:
