@@ -24,6 +24,7 @@ PASSTHROUGH_MODULES = (
     "SpiffWorkflow",
     "bpmn",
     "workflows.contracts",
+    "workflows.process_engine",
     "lxml",
 )
 

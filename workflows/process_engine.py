@@ -1,0 +1,286 @@
+"""The engine behind ProcessWorkflow: one BPMN process instance, interpreted by SpiffWorkflow.
+
+The loop is: run the engine (scripts, gateways and events cost no history events), start an
+activity for every service task that became ready, publish the open user tasks to the inbox
+projection when they change, then wait for something from outside — an activity result, a task
+completion (a workflow update), a timer — and go round again. Every recorded command comes from a
+BPMN element, so Temporal's history is the process history.
+
+This module is imported passed through the workflow sandbox (workflows/process.py holds the thin
+workflow class): re-importing ~300 lines into a fresh sandbox for every run cost 3-5 ms of CPU per
+instance, measurably lowering throughput (BENCHMARKS.md). It keeps no module-level state; it
+calls only Temporal's deterministic workflow APIs, and the replay tests guard that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from bpmn import runtime
+from bpmn.definitions import load_process
+from workflows.contracts import (
+    INVALID_VARIABLES,
+    MODEL_ERROR,
+    SYNC_TASKS_ACTIVITY,
+    TASK_NOT_OPEN,
+    ClosedTask,
+    CompleteTaskInput,
+    CompleteTaskResult,
+    OpenTask,
+    ProcessInput,
+    ProcessResult,
+    ProcessState,
+    ServiceTaskInput,
+    SyncTasksInput,
+)
+
+# Spiff's timers compare with a strict "<": wake a hair after the deadline so one pass suffices.
+_TIMER_SLACK = timedelta(milliseconds=1)
+_SYNC_TIMEOUT = timedelta(seconds=30)
+
+
+class _Failure(Exception):
+    """Ends the instance as failed, with a message naming the element."""
+
+
+class ProcessEngine:
+    def __init__(self, inp: ProcessInput) -> None:
+        self._input = inp
+        process = load_process(inp.files, inp.definition_key, inp.definition_hash)
+        self._bw = runtime.new_workflow(process, inp.variables)
+        self._status = "running"
+        self._error: str | None = None
+        self._open: dict[str, OpenTask] = {}
+        self._closed: list[ClosedTask] = []
+        self._published: set[str] = set()
+        self._activities: dict[str, asyncio.Task[None]] = {}
+        self._inbox: list[tuple[str, str, Any]] = []  # (kind, spiff task id, payload), in arrival order
+        self._epoch = 0
+        self._synced_epoch = 0
+
+    async def run(self) -> ProcessResult:
+        try:
+            while True:
+                self._advance()
+                await self._publish_tasks()
+                if self._bw.completed:
+                    break
+                await self._wait()
+        except asyncio.CancelledError:
+            self._status = "cancelled"
+            await self._close_everything("cancelled")
+            raise
+        except _Failure as failure:
+            self._status, self._error = "failed", str(failure)
+            await self._close_everything("cancelled")
+            raise ApplicationError(str(failure), type=MODEL_ERROR, non_retryable=True) from None
+        self._status = "completed"
+        return ProcessResult("completed", runtime.variables(self._bw), runtime.completed_elements(self._bw))
+
+    # -- the engine ---------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        try:
+            for kind, task_id, payload in inbox:
+                self._apply(kind, task_id, payload)
+            runtime.run_engine(self._bw)
+        except SpiffWorkflowException as err:
+            _reraise_temporal(err)
+            raise _Failure(_describe(err)) from None
+        self._reconcile_activities()
+        self._reconcile_human_tasks()
+        self._epoch += 1
+
+    def _apply(self, kind: str, task_id: str, payload: Any) -> None:
+        task = runtime.task_by_id(self._bw, task_id)
+        if task is None:
+            return
+        if kind == "service_result":
+            if not runtime.is_started_service_task(task):
+                return  # cancelled meanwhile (an interrupting boundary event won the race)
+            runtime.complete_service_task(task, payload)
+        elif kind == "service_failure":
+            raise _Failure(f"service task '{runtime.element_id(task)}' failed: {payload}")
+        elif kind == "complete":
+            variables, actor = payload
+            task.set_data(**variables)
+            task.run()
+            self._close(task_id, "completed", actor)
+
+    def _reconcile_activities(self) -> None:
+        started = {str(t.id): t for t in runtime.started_service_tasks(self._bw)}
+        for task_id, pending in list(self._activities.items()):
+            if task_id not in started:
+                pending.cancel()  # the task was cancelled, e.g. by an interrupting boundary timer
+                del self._activities[task_id]
+        for task_id, task in started.items():
+            if task_id not in self._activities:
+                self._activities[task_id] = asyncio.create_task(self._call_service(task_id, task))
+
+    async def _call_service(self, task_id: str, task: Any) -> None:
+        spec = task.task_spec
+        route = self._input.operators.get(spec.operation_name)
+        if route is None:
+            self._inbox.append(("service_failure", task_id, f"no route for operator '{spec.operation_name}'"))
+            return
+        try:
+            params = runtime.json_safe(runtime.evaluate_params(task))
+        except SpiffWorkflowException as err:
+            self._inbox.append(("service_failure", task_id, _describe(err)))
+            return
+        attempts = spec.retries + 1 if isinstance(spec.retries, int) else route.max_attempts
+        try:
+            result = await workflow.execute_activity(
+                spec.operation_name,
+                ServiceTaskInput(
+                    operator=spec.operation_name,
+                    params=params,
+                    instance_id=self._input.instance_id,
+                    definition_key=self._input.definition_key,
+                    element_id=spec.bpmn_id,
+                    task_id=task_id,
+                ),
+                task_queue=route.task_queue,
+                activity_id=task_id,
+                start_to_close_timeout=timedelta(seconds=route.start_to_close_seconds),
+                schedule_to_close_timeout=_seconds(route.schedule_to_close_seconds),
+                heartbeat_timeout=_seconds(route.heartbeat_seconds),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=attempts,
+                    initial_interval=timedelta(seconds=route.initial_interval_seconds),
+                    backoff_coefficient=route.backoff,
+                ),
+            )
+        except ActivityError as err:
+            if task_id in self._activities:
+                self._inbox.append(("service_failure", task_id, str(err.cause or err)))
+            return
+        self._inbox.append(("service_result", task_id, result))
+
+    def _reconcile_human_tasks(self) -> None:
+        ready = {str(t.id): t for t in runtime.human_tasks(self._bw)}
+        for task_id in list(self._open):
+            if task_id not in ready:
+                del self._open[task_id]
+                if all(closed.id != task_id for closed in self._closed):
+                    self._close(task_id, "cancelled", None)
+        for task_id, task in ready.items():
+            if task_id not in self._open:
+                view = runtime.describe_human_task(task)
+                self._open[task_id] = OpenTask(
+                    id=view.id,
+                    element_id=view.element_id,
+                    name=view.name,
+                    created_at=workflow.now().isoformat(),
+                    element_type=view.element_type,
+                    lane=view.lane,
+                    documentation=view.documentation,
+                )
+
+    def _close(self, task_id: str, outcome: str, actor: str | None) -> None:
+        self._closed.append(ClosedTask(task_id, outcome, actor, workflow.now().isoformat()))
+
+    async def _publish_tasks(self) -> None:
+        """Write the inbox projection when the set of open tasks changed; nothing otherwise.
+
+        A regular activity, not a local one: it is scheduled by the workflow task that opened the
+        tasks, so a row reaches the inbox only once that workflow task is saved. (A local activity
+        runs inside the workflow task; a worker dying before it is saved would leave a row for a
+        task the re-run may decide differently about.) Processes without user tasks never pay it.
+        """
+        epoch = self._epoch
+        if set(self._open) != self._published or self._closed:
+            closed, self._closed = self._closed, []
+            await workflow.execute_activity(
+                SYNC_TASKS_ACTIVITY,
+                SyncTasksInput(
+                    instance_id=self._input.instance_id,
+                    definition_key=self._input.definition_key,
+                    version=self._input.version,
+                    open_tasks=list(self._open.values()),
+                    closed_tasks=closed,
+                ),
+                start_to_close_timeout=_SYNC_TIMEOUT,
+            )
+            self._published = set(self._open)
+        self._synced_epoch = epoch
+
+    async def _wait(self) -> None:
+        deadline = runtime.next_timer_deadline(self._bw)
+        timeout = None
+        if deadline is not None:
+            timeout = max(deadline - workflow.now(), timedelta(0)) + _TIMER_SLACK
+        with contextlib.suppress(TimeoutError):  # on timeout a timer is due: the next pass fires it
+            await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
+
+    async def _close_everything(self, outcome: str) -> None:
+        for pending in self._activities.values():
+            pending.cancel()
+        for task_id in self._open:
+            self._close(task_id, outcome, None)
+        self._open.clear()
+        await self._publish_tasks()
+
+    # -- user tasks ---------------------------------------------------------------------------
+
+    async def complete_task(self, inp: CompleteTaskInput) -> CompleteTaskResult:
+        # Validators of two concurrent updates can both pass before either handler runs: check
+        # again here, and take the task out of the open set before yielding, so exactly one wins.
+        self.check_completion(inp)
+        del self._open[inp.task_id]
+        self._inbox.append(("complete", inp.task_id, (dict(inp.variables), inp.actor)))
+        target = self._epoch + 1
+        await workflow.wait_condition(lambda: self._synced_epoch >= target or self._status != "running")
+        return CompleteTaskResult(inp.task_id, self._status)
+
+    def check_completion(self, inp: CompleteTaskInput) -> None:
+        if inp.task_id not in self._open:
+            raise ApplicationError(f"task {inp.task_id} is not open", type=TASK_NOT_OPEN, non_retryable=True)
+        try:
+            runtime.check_variables(inp.variables)
+        except ValueError as err:
+            raise ApplicationError(str(err), type=INVALID_VARIABLES, non_retryable=True) from None
+
+    def state(self) -> ProcessState:
+        return ProcessState(
+            status=self._status,
+            variables=runtime.variables(self._bw),
+            active=runtime.active_elements(self._bw),
+            completed=runtime.completed_elements(self._bw),
+            open_tasks=list(self._open.values()),
+            error=self._error,
+        )
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return timedelta(seconds=value) if value is not None else None
+
+
+def _reraise_temporal(err: BaseException) -> None:
+    """Spiff wraps every exception a script raises; Temporal's own must not become BPMN errors."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if type(cause).__module__.startswith("temporalio"):
+            raise cause
+        cause = cause.__cause__ or getattr(cause, "exception", None)
+
+
+def _describe(err: SpiffWorkflowException) -> str:
+    task = getattr(err, "task", None)
+    spec = getattr(task, "task_spec", None) or getattr(err, "task_spec", None)
+    element = getattr(spec, "bpmn_id", None)
+    line = getattr(err, "line_number", None)
+    where = f"element '{element}'" if element else "the process"
+    detail = f" (line {line} of its script)" if line else ""
+    notes = "; ".join(getattr(err, "__notes__", []))
+    message = str(err.args[0]) if err.args else type(err).__name__
+    return f"{where}{detail}: {message}" + (f" [{notes}]" if notes else "")
