@@ -4,8 +4,9 @@ Run as `python -m benchmarks.bench_engine` (see `--help`). In one run, on one em
 server (persistent SQLite in WAL mode by default, `--memory` for the in-memory store), it measures
 
   (a) `benchmarks/three_tasks.bpmn` (start → 3 service tasks → end) run by `ProcessWorkflow` on the
-      real engine worker (`workers.engine.build_worker`, with its inbox projection local activity
-      and a SQLite store in a temp dir), started like the API starts instances, and
+      real engine worker (`workers.engine.build_worker`, with its inbox projection activity, which a
+      process without user tasks never calls, and a SQLite store in a temp dir), started like the
+      API starts instances, and
   (b) `benchmarks.baseline.BaselineWorkflow`, calling the same 3 activities in sequence with the
       same task queue, timeouts and retry policy,
 
@@ -14,7 +15,11 @@ flight. After a warm-up, rounds alternate A B A B ... so that drift on a shared 
 alike; the report gives medians across rounds and the ratios (a)/(b), plus process CPU per instance
 (this process: client, workers; and the server) and Temporal history events per instance.
 
-Results are printed and written to BENCHMARKS.md, replacing only this benchmark's section.
+Results are printed and written to BENCHMARKS.md, in this benchmark's section, one block per
+configuration: the server's store (`--memory`) and whether the sandbox gets a bytecode cache
+(`--pyc`). The sandbox re-imports the workflow's module on every workflow run; with
+PYTHONDONTWRITEBYTECODE set and no `.pyc` on disk, that means compiling it from source every time,
+which is a large part of what a longer workflow module costs (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -58,11 +65,11 @@ from benchmarks.baseline import (
     BaselineWorkflow,
     bench_step,
 )
-from bpmn.definitions import DeployableDefinition, validate_upload
+from bpmn.definitions import DeployableDefinition, start_input, validate_upload
 from bpmn.operators import registry
 from store.db import make_engine, make_session_factory, migrate
 from workers.engine import build_worker, workflow_runner
-from workflows.contracts import ENGINE_TASK_QUEUE, PROCESS_WORKFLOW, ProcessInput, ProcessResult
+from workflows.contracts import ENGINE_TASK_QUEUE, PROCESS_WORKFLOW, ProcessResult
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -117,7 +124,8 @@ class DevServer:
                 "--db-filename", str(workdir / "temporal.db"),
                 "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
             ]  # fmt: skip
-        self._log = (workdir / "temporal.log").open("wb")
+        self._log_path = workdir / "temporal.log"
+        self._log = self._log_path.open("wb")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -134,7 +142,9 @@ class DevServer:
         deadline = time.monotonic() + startup_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited with {process.returncode}: {self.command}")
+                self._log.flush()
+                tail = self._log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"temporal dev server exited with {process.returncode}: {self.command}\n{tail}")
             try:
                 client = await Client.connect(self.address)
                 request = DescribeNamespaceRequest(namespace="default")
@@ -244,7 +254,10 @@ async def run_round(
     async def lane() -> None:
         for instance_id in pending:  # shared by every lane: each id is taken once
             started = time.perf_counter()
-            await asyncio.wait_for(runner(instance_id), INSTANCE_TIMEOUT_S)
+            try:
+                await asyncio.wait_for(runner(instance_id), INSTANCE_TIMEOUT_S)
+            except TimeoutError:
+                raise RuntimeError(f"{instance_id} did not end within {INSTANCE_TIMEOUT_S:.0f} s") from None
             latencies.append(time.perf_counter() - started)
 
     server_before = server.cpu_seconds()
@@ -261,16 +274,17 @@ async def run_round(
 def process_runner(client: Client, definition: DeployableDefinition) -> Runner:
     async def run(instance_id: str) -> None:
         # As the API starts an instance (api/routes/instances.py), then wait for its end.
+        inp = start_input(
+            instance_id=instance_id,
+            key=definition.key,
+            version=1,
+            digest=definition.hash,
+            files=definition.files,
+            variables={},
+        )
         result = await client.execute_workflow(
             PROCESS_WORKFLOW,
-            ProcessInput(
-                instance_id=instance_id,
-                definition_key=definition.key,
-                version=1,
-                definition_hash=definition.hash,
-                files=definition.files,
-                variables={},
-            ),
+            inp,
             id=instance_id,
             task_queue=ENGINE_TASK_QUEUE,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -314,6 +328,8 @@ class Report:
     command: str
     server_command: str
     mode: str
+    config: str  # the key of this run's block in BENCHMARKS.md: server store, bytecode cache
+    bytecode: str
     machine: dict[str, str]
     instances: int
     rounds: int
@@ -328,6 +344,28 @@ class Report:
     def ratio(self, name: str) -> float | None:
         a, b = getattr(self.a, name), getattr(self.b, name)
         return None if a is None or b is None or b == 0 else float(a) / float(b)
+
+    def paired_throughput_ratios(self) -> list[float]:
+        """(a)/(b) throughput of each round with the (b) round run right after it: drift cancels."""
+        by_index: dict[int, dict[str, Round]] = {}
+        for r in self.per_round:
+            by_index.setdefault(r.index, {})[r.kind] = r
+        return [p["a"].throughput / p["b"].throughput for p in by_index.values() if {"a", "b"} <= set(p)]
+
+
+def bytecode_state() -> str:
+    """Whether the sandbox, which re-imports the workflow's module for every run, finds bytecode."""
+    source = ROOT / "workflows" / "process.py"
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    if cached.exists():
+        return "cached `.pyc` found for workflows/process.py"
+    if not sys.dont_write_bytecode:
+        where = f" under {sys.pycache_prefix}" if sys.pycache_prefix else ""
+        return f"written on the first import{where}, then read on every workflow run"
+    return (
+        "none: PYTHONDONTWRITEBYTECODE is set and no `.pyc` exists, so the sandbox compiles "
+        "workflows/process.py (and benchmarks/baseline.py) from source on every workflow run"
+    )
 
 
 def deploy(path: Path) -> DeployableDefinition:
@@ -360,6 +398,11 @@ async def benchmark(args: argparse.Namespace, command: str) -> Report:
     scripted = deploy(SCRIPTED_MODEL)
     with tempfile.TemporaryDirectory(prefix="aimatrix-bench-") as tmp:
         workdir = Path(tmp)
+        if args.pyc:
+            # The sandbox imports through importlib on every run: these take effect from here on.
+            sys.pycache_prefix = str(workdir / "pycache")
+            sys.dont_write_bytecode = False
+        bytecode = bytecode_state()
         server = DevServer(workdir, memory=args.memory)
         store = make_engine(f"sqlite:///{workdir / 'aimatrix.db'}")
         try:
@@ -406,6 +449,8 @@ async def benchmark(args: argparse.Namespace, command: str) -> Report:
         command=command,
         server_command=server.command.replace(str(workdir), "<tmp>"),
         mode="in-memory" if args.memory else "SQLite, WAL, synchronous=normal",
+        config=config_key(args),
+        bytecode=bytecode.replace(str(workdir), "<tmp>"),
         machine=machine_info(),
         instances=args.instances,
         rounds=args.rounds,
@@ -439,34 +484,49 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def render_section(report: Report) -> str:
+CONFIG_ORDER = ("wal", "wal+pyc", "memory", "memory+pyc")
+RUN_BLOCK = re.compile(r"<!-- bench_engine:run (\S+) -->\n(.*?)\n<!-- bench_engine:run-end \1 -->", re.DOTALL)
+
+
+def section_head() -> str:
+    return "\n".join(
+        [
+            SECTION_TITLE,
+            "",
+            "`python -m benchmarks.bench_engine` runs `benchmarks/three_tasks.bpmn` (start → 3 service tasks "
+            "`bench.step` → end) with `ProcessWorkflow` on the real engine worker (SpiffWorkflow in the "
+            "workflow, the inbox projection activity registered but never called without user tasks, SQLite "
+            "store in a temp dir), started as the "
+            "API starts instances, against `benchmarks/baseline.py`: a hand-written Temporal workflow calling "
+            "the same trivial activity 3 times with the same task queue, timeouts and retry policy, on a worker "
+            "with the same sandbox settings. Client, workers and activity share one Python process; the "
+            "Temporal dev server is a subprocess. After a warm-up, rounds alternate A B A B … and the figures "
+            "are medians across rounds. Latency: start to result, as the client sees it. CPU per instance: "
+            "this Python process (client, workers, activity) and the server process. Target: throughput "
+            f"ratio (a)/(b) ≥ {TARGET_THROUGHPUT_RATIO}. One block per configuration (`--memory`, `--pyc`); "
+            "a run replaces only its own block.",
+        ]
+    )
+
+
+def render_run(report: Report) -> str:
     a, b = report.a, report.b
     m = report.machine
     tput_ratio = report.ratio("throughput")
-    verdict = (
-        "meets" if tput_ratio is not None and tput_ratio >= TARGET_THROUGHPUT_RATIO else "does **not** meet"
-    )
+    paired = report.paired_throughput_ratios()
+    verdict = "meets" if tput_ratio is not None and tput_ratio >= TARGET_THROUGHPUT_RATIO else "does **not** meet"
     lines = [
-        SECTION_TITLE,
+        f"### `{report.config}`: {report.mode}; bytecode cache {'on' if '+pyc' in report.config else 'as found'}",
         "",
-        "What it measures: `benchmarks/three_tasks.bpmn` (start → 3 service tasks `bench.step` → end) run by "
-        "`ProcessWorkflow` on the real engine worker (SpiffWorkflow in the workflow, inbox projection local "
-        "activity registered, SQLite store in a temp dir) against `benchmarks/baseline.py`, a hand-written "
-        "Temporal workflow calling the same trivial activity 3 times with the same task queue, timeouts and "
-        "retry policy. Client, workers and activity run in one Python process; the Temporal dev server is a "
-        "subprocess. Rounds alternate A B A B …; figures are medians across rounds. Latency is start to "
-        "result as seen by the client. CPU per instance: this Python process (client + workers + activity) "
-        "and the server process.",
-        "",
-        f"- Date: {report.date}",
+        f"- Date: {report.date}; whole run {report.total_s:.0f} s",
         f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['os']}; shared with other jobs, so absolute numbers "
         "are noisy: compare the ratios",
-        f"- Python {m['python']}, temporalio {m['temporalio']}, SpiffWorkflow {m['spiffworkflow']}, "
-        f"{m['temporal']}",
-        f"- Server: `{report.server_command}` ({report.mode})",
-        f"- Command: `{report.command}`: {report.rounds} rounds of {report.instances} instances per kind, "
-        f"{report.concurrency} in flight, {report.warmup} warm-up instances each; "
-        f"whole run {report.total_s:.0f} s",
+        f"- Python {m['python']}, temporalio {m['temporalio']}, SpiffWorkflow {m['spiffworkflow']}, {m['temporal']}",
+        f"- Command: `{report.command}` (rounds: {report.rounds} per kind, interleaved; "
+        f"{report.instances} instances per round, {report.concurrency} in flight; "
+        f"{report.warmup} warm-up instances per kind)",
+        f"- Server: `{report.server_command}`",
+        f"- Workflow module bytecode: {report.bytecode}",
         "",
         "| | instances/s | p50 latency (ms) | p99 latency (ms) | CPU/inst, this process (ms) "
         "| CPU/inst, server (ms) | history events/inst | history bytes/inst |",
@@ -480,23 +540,21 @@ def render_section(report: Report) -> str:
         f"| {_ratio(report.ratio('server_cpu_ms'))} | {_ratio(report.ratio('history_events'))} "
         f"| {_ratio(report.ratio('history_bytes'))} |",
         "",
-        f"Throughput ratio {_ratio(tput_ratio)}: {verdict} the target of ≥ {TARGET_THROUGHPUT_RATIO} "
-        "(latency and CPU ratios: lower is better, 1.00 is parity).",
-        "",
-        f"History events per instance: (a) {a.history_events}, (b) {b.history_events}; "
-        "the same model with two script tasks and an exclusive gateway added "
-        "(`benchmarks/three_tasks_scripted.bpmn`): "
-        f"{report.scripted_history_events}"
+        f"Throughput ratio {_ratio(tput_ratio)} (ratio of the medians): {verdict} the target of "
+        f"≥ {TARGET_THROUGHPUT_RATIO}; round by round (each A with the B right after it) the ratio was "
+        f"{', '.join(f'{x:.2f}' for x in paired)}, median {_ratio(statistics.median(paired) if paired else None)}. "
+        "Latency and CPU ratios: lower is better, 1.00 is parity. History events per instance: "
+        f"(a) {a.history_events}, (b) {b.history_events}; with two script tasks and an exclusive gateway added "
+        f"(`benchmarks/three_tasks_scripted.bpmn`): {report.scripted_history_events}"
         + (
-            " — engine-only elements add no events."
+            ", so engine-only elements add no events."
             if report.scripted_history_events == a.history_events
-            else " — **engine-only elements changed the history**."
+            else ": **engine-only elements changed the history**."
         ),
         "",
         "<details><summary>Per round, and history event types</summary>",
         "",
-        "| round | kind | instances/s | p50 (ms) | p99 (ms) | CPU/inst this process (ms) "
-        "| CPU/inst server (ms) |",
+        "| round | kind | instances/s | p50 (ms) | p99 (ms) | CPU/inst this process (ms) | CPU/inst server (ms) |",
         "|---:|---|---:|---:|---:|---:|---:|",
         *(
             f"| {r.index} | {r.kind} | {r.throughput:.2f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
@@ -516,29 +574,35 @@ def render_section(report: Report) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    block = f"{BEGIN_MARKER}\n{section}\n{END_MARKER}"
-    if path.exists():
-        text = path.read_text()
-        begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
-        if begin != -1 and end > begin:
-            text = text[:begin] + block + text[end + len(END_MARKER) :]
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        text = (
+def write_section(path: Path, config: str, run: str) -> None:
+    """Replace this configuration's block inside this benchmark's section; leave the rest of the file."""
+    text = (
+        path.read_text()
+        if path.exists()
+        else (
             "# Benchmarks\n\n"
-            "One section per benchmark. Each script rewrites only its own section, between its markers; "
-            "write notes outside the markers.\n\n" + block + "\n"
+            "One section per benchmark. A script rewrites only the part of its section between its markers; "
+            "notes written outside the markers stay.\n"
         )
+    )
+    begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
+    runs: dict[str, str] = {}
+    if begin != -1 and end > begin:
+        runs = {key: body for key, body in RUN_BLOCK.findall(text[begin:end])}
+    runs[config] = run
+    order = sorted(runs, key=lambda k: (CONFIG_ORDER.index(k) if k in CONFIG_ORDER else len(CONFIG_ORDER), k))
+    blocks = [f"<!-- bench_engine:run {k} -->\n{runs[k]}\n<!-- bench_engine:run-end {k} -->" for k in order]
+    section = "\n\n".join([BEGIN_MARKER, section_head(), *blocks, END_MARKER])
+    if begin != -1 and end > begin:
+        text = text[:begin] + section + text[end + len(END_MARKER) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
 
 
 def print_summary(report: Report) -> None:
     print()
-    print(
-        f"{'':28}{'inst/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'cpu ms':>9}{'srv ms':>9}{'events':>8}{'bytes':>8}"
-    )
+    print(f"{'':28}{'inst/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'cpu ms':>9}{'srv ms':>9}{'events':>8}{'bytes':>8}")
     for label, s in (("(a) ProcessWorkflow", report.a), ("(b) hand-written", report.b)):
         print(
             f"{label:28}{s.throughput:9.2f}{s.p50_ms:10.1f}{s.p99_ms:10.1f}{s.worker_cpu_ms:9.1f}"
@@ -547,12 +611,15 @@ def print_summary(report: Report) -> None:
     ratios = [report.ratio(n) for n in ("throughput", "p50_ms", "p99_ms", "worker_cpu_ms", "server_cpu_ms")]
     widths = (9, 10, 10, 9, 9)
     print(f"{'ratio (a)/(b)':28}" + "".join(f"{_ratio(r):>{w}}" for r, w in zip(ratios, widths, strict=True)))
+    paired = report.paired_throughput_ratios()
+    print(f"throughput ratio round by round: {', '.join(f'{x:.2f}' for x in paired)}")
     print(f"scripted variant: {report.scripted_history_events} history events")
     print(f"whole run {report.total_s:.0f} s")
 
 
 def _report_json(report: Report) -> dict[str, Any]:
     data = asdict(report)
+    data["paired_throughput_ratios"] = report.paired_throughput_ratios()
     data["ratios"] = {
         n: report.ratio(n)
         for n in (
@@ -579,6 +646,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--concurrency", type=int, default=20, help="instances in flight (default 20)")
     add("--warmup", type=int, default=60, help="unmeasured instances per kind first (default 60)")
     add("--memory", action="store_true", help="in-memory dev server instead of SQLite in WAL mode")
+    add(
+        "--pyc",
+        action="store_true",
+        help="give the sandbox a bytecode cache (in the temp dir) even where PYTHONDONTWRITEBYTECODE is set",
+    )
     add("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="markdown file to update")
     add("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     add("--json", type=Path, help="also write the raw results as JSON to this file")
@@ -586,6 +658,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if min(args.instances, args.rounds, args.concurrency) < 1 or args.warmup < 0:
         parser.error("--instances, --rounds and --concurrency must be ≥ 1, --warmup ≥ 0")
     return args
+
+
+def config_key(args: argparse.Namespace) -> str:
+    return ("memory" if args.memory else "wal") + ("+pyc" if args.pyc else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -596,7 +672,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps(_report_json(report), indent=2, default=str))
     if not args.no_write:
-        write_section(args.output, render_section(report))
+        write_section(args.output, report.config, render_run(report))
         print(f"wrote {args.output}")
 
 
