@@ -107,7 +107,14 @@ class ProcessEngine:
         if kind == "service_result":
             if not runtime.is_started_service_task(task):
                 return  # cancelled meanwhile (an interrupting boundary event won the race)
-            runtime.complete_service_task(task, payload)
+            try:
+                runtime.complete_service_task(task, payload)
+            except (ArithmeticError, LookupError, NameError, TypeError, ValueError) as err:
+                # an output mapping that does not fit the result: the model's fault, not the engine's
+                raise _Failure(
+                    f"service task '{runtime.element_id(task)}': its result could not be mapped: "
+                    f"{type(err).__name__}: {err}"
+                ) from None
         elif kind == "service_failure":
             raise _Failure(f"service task '{runtime.element_id(task)}' failed: {payload}")
         elif kind == "complete":
