@@ -19,6 +19,7 @@ from typing import Any
 from temporalio import workflow
 
 _installed = False
+_CLOCK_ATTRIBUTE = "_spiff_clock"
 
 
 def _uuid4() -> _uuid.UUID:
@@ -35,13 +36,26 @@ def _now(tz: tzinfo | None = None) -> datetime:
 
 
 class _Clock:
-    """Stands in for the `time` module inside `SpiffWorkflow.task`."""
+    """Stands in for the `time` module inside `SpiffWorkflow.task`.
+
+    `workflow.now()` stands still during a workflow task, but Spiff orders tasks by their
+    `last_state_change` (completion order, unstructured joins): the clock must still advance with
+    every call. The last value lives on the workflow object, so a replay from scratch starts over
+    and produces the same sequence.
+    """
 
     @staticmethod
     def time() -> float:
-        if workflow.in_workflow():
-            return workflow.now().timestamp()
-        return _time.time()
+        if not workflow.in_workflow():
+            return _time.time()
+        now = workflow.now().timestamp()
+        instance = workflow.instance()
+        if instance is None:  # the workflow's __init__ runs before the instance is registered
+            return now
+        # 10 µs steps stay distinct after rounding to the microseconds a datetime keeps
+        value = max(now, getattr(instance, _CLOCK_ATTRIBUTE, 0.0) + 1e-5)
+        setattr(instance, _CLOCK_ATTRIBUTE, value)
+        return value
 
 
 class _DatetimeMeta(type):

@@ -26,7 +26,9 @@ from bpmn.parser import ProcessSpec
 from bpmn.script_engine import RestrictedScriptEngine
 from bpmn.specs import ExternalServiceTask
 
-HUMAN_TASK_TYPES = ("UserTask", "ManualTask")
+# SpiffWorkflow treats an untyped `bpmn:task` as manual work, like SpiffArena: it waits in the inbox.
+HUMAN_TASK_TYPES = ("UserTask", "ManualTask", "NoneTask")
+_ELEMENT_TYPES = {"UserTask": "userTask", "ManualTask": "manualTask", "NoneTask": "task"}
 
 
 def check_variables(variables: dict[str, Any]) -> None:
@@ -181,7 +183,7 @@ def describe_human_task(task: Task) -> HumanTaskView:
         id=str(task.id),
         element_id=spec.bpmn_id,
         name=spec.bpmn_name or spec.bpmn_id,
-        element_type="manualTask" if type(spec).__name__ == "ManualTask" else "userTask",
+        element_type=_ELEMENT_TYPES.get(type(spec).__name__, "userTask"),
         lane=getattr(spec, "lane", None),
         documentation=getattr(spec, "documentation", None),
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -187,7 +187,8 @@ class ProcessEngine:
                     id=view.id,
                     element_id=view.element_id,
                     name=view.name,
-                    created_at=workflow.now().isoformat(),
+                    # when Spiff made it ready: distinct and ordered even within one workflow task
+                    created_at=datetime.fromtimestamp(task.last_state_change, UTC).isoformat(),
                     element_type=view.element_type,
                     lane=view.lane,
                     documentation=view.documentation,
