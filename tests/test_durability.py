@@ -45,12 +45,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
-from activities.http_connector import HttpConnector
 from aimatrix.settings import Settings
 from bpmn.definitions import start_input, validate_upload
 from store.models import HumanTask
 from tests.helpers import DATA, http_server
-from workers import connector as connector_worker
 from workers.engine import workflow_runner
 from workflows.contracts import (
     COMPLETE_TASK_UPDATE,
@@ -176,8 +174,9 @@ async def _diagnose(client: Client, ids: list[str], users: list[asyncio.Task[Non
 
 
 async def test_engine_worker_killed_repeatedly_loses_nothing(
-    client: Client, settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+    client: Client, settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path, workers: None
 ) -> None:
+    """`workers` runs the connector pool in this process for the whole session (never killed)."""
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"durability seed {seed}")
@@ -281,55 +280,50 @@ async def test_engine_worker_killed_repeatedly_loses_nothing(
         finally:
             chaos_over.set()
 
-    connector = HttpConnector()
     background: list[asyncio.Task[None]] = []
     try:
         with http_server() as (base_url, requests):
-            async with connector_worker.build_worker(client, connector):
-                await engine.start()
-                handles: list[WorkflowHandle[Any, ProcessResult]] = await asyncio.gather(
-                    *(
-                        client.start_workflow(
-                            PROCESS_WORKFLOW,
-                            start_input(
-                                instance_id=instance_id,
-                                key=definition.key,
-                                version=1,
-                                digest=definition.hash,
-                                files=definition.files,
-                                variables=_expected(i, base_url)["start"],
-                                started_by="durability-test",
-                            ),
-                            id=instance_id,
-                            task_queue=task_queue,
-                            result_type=ProcessResult,
-                        )
-                        for i, instance_id in enumerate(ids)
+            await engine.start()
+            handles: list[WorkflowHandle[Any, ProcessResult]] = await asyncio.gather(
+                *(
+                    client.start_workflow(
+                        PROCESS_WORKFLOW,
+                        start_input(
+                            instance_id=instance_id,
+                            key=definition.key,
+                            version=1,
+                            digest=definition.hash,
+                            files=definition.files,
+                            variables=_expected(i, base_url)["start"],
+                            started_by="durability-test",
+                        ),
+                        id=instance_id,
+                        task_queue=task_queue,
+                        result_type=ProcessResult,
                     )
+                    for i, instance_id in enumerate(ids)
                 )
-                background.append(asyncio.create_task(watch_inbox()))
-                users = [asyncio.create_task(user(h, i)) for i, h in enumerate(handles)]
-                background.extend(users)
-                await chaos()
-                try:
-                    async with asyncio.timeout(90):
-                        results: list[ProcessResult] = await asyncio.gather(*(h.result() for h in handles))
-                        await asyncio.gather(*users)
-                except TimeoutError:
-                    report = await _diagnose(client, ids, users)
-                    raise AssertionError(
-                        f"instances stuck:\n{report}\nengine stderr:\n{engine.stderr_tail()}"
-                    ) from None
-                except WorkflowFailureError as err:
-                    raise AssertionError(f"an instance failed: {err.cause}") from err
-                inbox = await asyncio.to_thread(inbox_rows)
+            )
+            background.append(asyncio.create_task(watch_inbox()))
+            users = [asyncio.create_task(user(h, i)) for i, h in enumerate(handles)]
+            background.extend(users)
+            await chaos()
+            try:
+                async with asyncio.timeout(90):
+                    results: list[ProcessResult] = await asyncio.gather(*(h.result() for h in handles))
+                    await asyncio.gather(*users)
+            except TimeoutError:
+                report = await _diagnose(client, ids, users)
+                raise AssertionError(f"instances stuck:\n{report}\nengine stderr:\n{engine.stderr_tail()}") from None
+            except WorkflowFailureError as err:
+                raise AssertionError(f"an instance failed: {err.cause}") from err
+            inbox = await asyncio.to_thread(inbox_rows)
             sent = list(requests)
     finally:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await engine.kill(chaos=False)
-        await connector.aclose()
     elapsed = asyncio.get_running_loop().time() - started
 
     assert engine.kills == KILLS
