@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workflows.contracts import ENGINE_TASK_QUEUE
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -20,6 +22,8 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = Field(default=None, alias="TEMPORAL_TLS_CERT")
     temporal_tls_key: Path | None = Field(default=None, alias="TEMPORAL_TLS_KEY")
     temporal_api_key: str | None = Field(default=None, alias="TEMPORAL_API_KEY")
+    # Lets several platforms share one Temporal namespace (or a test run its own engine pool).
+    engine_task_queue: str = Field(default=ENGINE_TASK_QUEUE, alias="AIMATRIX_ENGINE_TASK_QUEUE")
     api_key: str | None = Field(default=None, alias="AIMATRIX_API_KEY")
     api_host: str = Field(default="127.0.0.1", alias="AIMATRIX_API_HOST")
     api_port: int = Field(default=8000, alias="AIMATRIX_API_PORT")

@@ -54,8 +54,8 @@ async def main() -> None:
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     client = await connect(settings)
-    worker = build_worker(client, make_session_factory(engine))
-    logging.info("engine worker polling %s on %s", ENGINE_TASK_QUEUE, settings.temporal_address)
+    worker = build_worker(client, make_session_factory(engine), task_queue=settings.engine_task_queue)
+    logging.info("engine worker polling %s on %s", settings.engine_task_queue, settings.temporal_address)
     await worker.run()
 
 

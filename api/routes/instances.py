@@ -15,7 +15,6 @@ from bpmn.operators import UnknownOperatorError
 from bpmn.runtime import check_variables
 from store import definitions, instances
 from workflows.contracts import (
-    ENGINE_TASK_QUEUE,
     PROCESS_WORKFLOW,
     STATE_QUERY,
     ProcessResult,
@@ -68,7 +67,7 @@ async def start_instance(
         PROCESS_WORKFLOW,
         inp,
         id=instance_id,
-        task_queue=ENGINE_TASK_QUEUE,
+        task_queue=state.settings.engine_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )
 
