@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from aimatrix.settings import Settings, get_settings
 from aimatrix.temporal import connect
@@ -65,6 +67,16 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     )
     for module in (health, deployments, definitions, instances, tasks):
         app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.exception_handler(RPCError)
+    async def temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
+        log.warning("Temporal call failed on %s %s: %s", request.method, request.url.path, exc.message)
+        return JSONResponse({"detail": f"the workflow engine is unavailable: {exc.message}"}, status_code=503)
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database call failed on %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse({"detail": "the database is unavailable"}, status_code=503)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,8 @@ import asyncio
 
 import httpx
 
+from aimatrix.settings import Settings
+from tests.conftest import API_KEY
 from tests.helpers import EXAMPLES, deploy, http_server, start, wait_for, wait_for_tasks
 
 
@@ -66,3 +68,40 @@ async def test_task_variables_are_validated(api: httpx.AsyncClient) -> None:
     response = await api.post(f"/tasks/{task['id']}/complete", json={"variables": {"_secret": 1}})
     assert response.status_code == 422
     assert (await api.get("/tasks", params={"instance_id": instance})).json()[0]["id"] == task["id"]
+
+
+async def test_a_service_that_keeps_failing_fails_the_instance_after_its_retries(api: httpx.AsyncClient) -> None:
+    xml = (EXAMPLES.parent / "tests" / "data" / "gateways.bpmn").read_text()
+    xml = xml.replace('id="fan_out" name="Fan out"', 'id="fan_out_failing" name="Fan out, failing service"')
+    xml = xml.replace("=base + &quot;/a&quot;", "=base + &quot;/fail&quot;").replace('retries="2"', 'retries="1"')
+    response = await api.post("/deployments", files=[("files", ("failing.bpmn", xml.encode(), "application/xml"))])
+    assert response.status_code == 201, response.text
+    with http_server() as (url, requests):
+        instance = await start(api, "fan_out_failing", {"n": 1, "base": url})
+        final = await wait_for(api, instance, "failed")
+    assert "call_a" in final["error"] and "HTTP 500" in final["error"]
+    assert [r["path"] for r in requests] == ["/fail", "/fail"]  # retries="1": two attempts
+    assert (await api.get("/tasks", params={"instance_id": instance})).json() == []
+
+
+async def test_temporal_down_is_503_not_500(settings: Settings) -> None:
+    from temporalio.testing import WorkflowEnvironment
+
+    from aimatrix.binaries import temporal_cli
+    from api.main import create_app
+
+    # a second, short-lived Temporal server: connected while up, then stopped under the API
+    doomed = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli())
+    app = create_app(settings, temporal=doomed.client)
+    async with app.router.lifespan_context(app):
+        await doomed.shutdown()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t/api/v1", headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as http:
+            await deploy(http, EXAMPLES / "order_approval.bpmn")
+            response = await http.post("/instances", json={"definition_key": "order_approval"})
+            health = await http.get("/health")
+    assert response.status_code == 503, response.text
+    assert "workflow engine is unavailable" in response.json()["detail"]
+    assert health.status_code == 503 and health.json()["temporal"].startswith("error")
