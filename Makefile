@@ -35,6 +35,7 @@ typecheck: $(STAMP)
 ## Benchmarks; results land in BENCHMARKS.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_engine
+	$(BIN)/python -m benchmarks.bench_instances --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 clean:
 	rm -rf $(VENV) .aimatrix .pytest_cache .mypy_cache .ruff_cache

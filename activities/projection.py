@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from store import tasks
+from store import incidents, tasks
 from workflows.contracts import SYNC_TASKS_ACTIVITY, SyncTasksInput
 
 
@@ -23,3 +23,4 @@ class ProjectionActivities:
     def _sync(self, update: SyncTasksInput) -> None:
         with self._session_factory.begin() as session:
             tasks.sync(session, update=update)
+            incidents.sync(session, update=update)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -15,8 +17,10 @@ from temporalio.service import RPCError
 
 from aimatrix.settings import Settings, get_settings
 from aimatrix.temporal import connect
-from api.routes import definitions, deployments, health, instances, tasks
+from api.routes import api_keys as api_keys_routes
+from api.routes import definitions, deployments, health, incidents, instances, tasks
 from api.state import AppState
+from api.status_projector import StatusProjector
 from store import api_keys
 from store.db import make_engine, make_session_factory, migrate
 
@@ -52,9 +56,14 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
             api_keys.ensure(session, name=ADMIN_KEY_NAME, key=admin_key(settings), subject="admin", roles="admin")
         client = temporal or await connect(settings)
         app.state.aimatrix = AppState(settings, engine, session_factory, client)
+        projector = StatusProjector(client, session_factory, settings.status_sync_seconds)
+        projecting = asyncio.create_task(projector.run(), name="instance status projector")
         try:
             yield
         finally:
+            projecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await projecting
             engine.dispose()
 
     app = FastAPI(
@@ -65,7 +74,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
     )
-    for module in (health, deployments, definitions, instances, tasks):
+    for module in (health, deployments, definitions, instances, incidents, tasks, api_keys_routes):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.exception_handler(RPCError)

@@ -50,6 +50,40 @@ class InstanceCreated(BaseModel):
     status: str
 
 
+class IncidentPublic(BaseModel):
+    id: str
+    instance_id: str
+    element_id: str
+    message: str
+    error_type: str | None = None
+    state: str = "open"
+    created_at: datetime
+
+
+class IncidentRetry(BaseModel):
+    variables: dict[str, Any] = Field(default_factory=dict, description="set on the task before it runs again")
+
+
+class VariablesUpdate(BaseModel):
+    variables: dict[str, Any] = Field(min_length=1)
+
+
+class InstanceSummary(BaseModel):
+    id: str
+    definition_key: str
+    version: int
+    business_key: str | None
+    status: str
+    started_at: datetime
+    started_by: str | None
+    closed_at: datetime | None
+
+
+class InstancePage(BaseModel):
+    items: list[InstanceSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
 class InstancePublic(BaseModel):
     id: str
     definition_key: str
@@ -60,6 +94,7 @@ class InstancePublic(BaseModel):
     active: list[str]
     completed: list[str]
     error: str | None = None
+    incidents: list[IncidentPublic] = Field(default_factory=list)
 
 
 class TaskPublic(BaseModel):

@@ -13,11 +13,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition as SpiffErrorEventDefinition
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -112,6 +115,42 @@ def complete_service_task(task: Task, result: Any) -> None:
     else:
         task.data[spec.result_variable] = result
     task.complete()
+
+
+def throw_bpmn_error(task: Task, code: str, message: str) -> bool:
+    """Throw BPMN error `code` at a service task. True if an event caught it.
+
+    The task's own error boundary events come first (as in Camunda: the worker's error belongs to
+    the task); otherwise it propagates like an error end event, to enclosing subprocess boundaries
+    and event subprocesses.
+    """
+    # the Spiff flavour's class: event definitions only match their own class
+    definition = SpiffErrorEventDefinition(code, code=code)
+    event = BpmnEvent(definition, payload={"error_code": code, "error_message": message}, target=task.workflow)
+    parent = task.parent
+    for boundary in parent.children if parent is not None else []:
+        spec = boundary.task_spec
+        if boundary is task or not isinstance(spec, BoundaryEvent) or not boundary.has_state(TaskState.WAITING):
+            continue
+        if spec.event_definition.catches(boundary, event):
+            spec.catch(boundary, event)
+            spec._update(boundary)
+            return True
+    top = task.workflow.top_workflow
+    before = len(top.bpmn_events)
+    top.catch(event)
+    uncaught = [e for e in top.bpmn_events[before:] if e is event]
+    if uncaught:
+        top.bpmn_events.remove(event)
+        return False
+    return True
+
+
+def set_variables(workflow: BpmnWorkflow, values: dict[str, Any]) -> None:
+    """Set process variables on every active token, so the tasks that run next see them."""
+    mask = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+    for task in workflow.get_tasks(state=mask):
+        task.set_data(**values)
 
 
 def evaluate_params(task: Task) -> dict[str, Any]:

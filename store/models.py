@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -38,9 +38,18 @@ class DefinitionFile(Base):
 
 
 class Instance(Base):
-    """Index of started instances. Their state lives in Temporal; this is for lookups and lists."""
+    """Index of started instances. Their state lives in Temporal; this is for lookups and lists.
+
+    `status` mirrors Temporal's: the API writes "running" at start and the status projector copies
+    closures from Temporal's visibility store, so filtering never touches workflow histories.
+    """
 
     __tablename__ = "instances"
+    __table_args__ = (
+        Index("ix_instances_started", "started_at", "id"),
+        Index("ix_instances_status_started", "status", "started_at"),
+        Index("ix_instances_key_version_started", "definition_key", "version", "started_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     definition_key: Mapped[str] = mapped_column(String(255), index=True)
@@ -48,6 +57,8 @@ class Instance(Base):
     business_key: Mapped[str | None] = mapped_column(String(255), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_by: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class HumanTask(Base):
@@ -81,6 +92,29 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     subject: Mapped[str] = mapped_column(String(255))
+    # Comma-separated: role names come from a small fixed vocabulary without commas.
     roles: Mapped[str] = mapped_column(String(255))
+    # JSON rather than a joined string: group names from a directory may hold commas ("cn=x,ou=y").
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    tenant: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IncidentRow(Base):
+    """Incident projection: service tasks waiting for an operator, written with the inbox."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_state_instance", "state", "instance_id"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64), index=True)
+    definition_key: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    task_id: Mapped[str] = mapped_column(String(64))
+    element_id: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # open | resolved
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

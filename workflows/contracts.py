@@ -19,9 +19,16 @@ HTTP_REQUEST_ACTIVITY = "http.request"
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
+RETRY_INCIDENT_UPDATE = "retry_incident"
+SET_VARIABLES_UPDATE = "set_variables"
 
 # ApplicationError types the API maps to HTTP statuses.
 TASK_NOT_OPEN = "TaskNotOpen"
+INCIDENT_NOT_OPEN = "IncidentNotOpen"
+INSTANCE_NOT_RUNNING = "InstanceNotRunning"
+# A worker raises ApplicationError(message, code, type=BPMN_ERROR, non_retryable=True) to throw the
+# BPMN error `code` at the service task: an error boundary event catches it, as in Camunda.
+BPMN_ERROR = "BpmnError"
 INVALID_VARIABLES = "InvalidVariables"
 MODEL_ERROR = "ModelError"
 SERVICE_TASK_FAILED = "ServiceTaskFailed"
@@ -74,12 +81,25 @@ class ClosedTask:
 
 
 @dataclass
+class Incident:
+    """A service task whose retries are exhausted: it waits for an operator, the instance runs on."""
+
+    id: str
+    task_id: str
+    element_id: str
+    message: str
+    created_at: str
+    error_type: str | None = None
+
+
+@dataclass
 class SyncTasksInput:
     instance_id: str
     definition_key: str
     version: int
     open_tasks: list[OpenTask]
     closed_tasks: list[ClosedTask]
+    incidents: list[Incident] = field(default_factory=list)  # every open incident of the instance
 
 
 @dataclass
@@ -93,6 +113,19 @@ class CompleteTaskInput:
 class CompleteTaskResult:
     task_id: str
     instance_status: str
+
+
+@dataclass
+class RetryIncidentInput:
+    incident_id: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    actor: str | None = None
+
+
+@dataclass
+class SetVariablesInput:
+    variables: dict[str, Any]
+    actor: str | None = None
 
 
 @dataclass
@@ -113,6 +146,7 @@ class ProcessState:
     completed: list[str]
     open_tasks: list[OpenTask] = field(default_factory=list)
     error: str | None = None
+    incidents: list[Incident] = field(default_factory=list)
 
 
 @dataclass

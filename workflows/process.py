@@ -12,12 +12,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         COMPLETE_TASK_UPDATE,
         PROCESS_WORKFLOW,
+        RETRY_INCIDENT_UPDATE,
+        SET_VARIABLES_UPDATE,
         STATE_QUERY,
         CompleteTaskInput,
         CompleteTaskResult,
         ProcessInput,
         ProcessResult,
         ProcessState,
+        RetryIncidentInput,
+        SetVariablesInput,
     )
     from workflows.process_engine import ProcessEngine
 
@@ -40,6 +44,22 @@ class ProcessWorkflow:
     def validate_complete_task(self, inp: CompleteTaskInput) -> None:
         # Rejected here, a bad completion never reaches the history.
         self._engine.check_completion(inp)
+
+    @workflow.update(name=RETRY_INCIDENT_UPDATE)
+    async def retry_incident(self, inp: RetryIncidentInput) -> ProcessState:
+        return await self._engine.retry_incident(inp)
+
+    @retry_incident.validator
+    def validate_retry_incident(self, inp: RetryIncidentInput) -> None:
+        self._engine.check_retry(inp)
+
+    @workflow.update(name=SET_VARIABLES_UPDATE)
+    async def set_variables(self, inp: SetVariablesInput) -> ProcessState:
+        return await self._engine.set_variables(inp)
+
+    @set_variables.validator
+    def validate_set_variables(self, inp: SetVariablesInput) -> None:
+        self._engine.check_set_variables(inp)
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> ProcessState:

@@ -27,6 +27,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from bpmn import runtime
 from bpmn.definitions import load_process
 from workflows.contracts import (
+    BPMN_ERROR,
+    INCIDENT_NOT_OPEN,
+    INSTANCE_NOT_RUNNING,
     INVALID_VARIABLES,
     MODEL_ERROR,
     SYNC_TASKS_ACTIVITY,
@@ -34,11 +37,14 @@ from workflows.contracts import (
     ClosedTask,
     CompleteTaskInput,
     CompleteTaskResult,
+    Incident,
     OpenTask,
     ProcessInput,
     ProcessResult,
     ProcessState,
+    RetryIncidentInput,
     ServiceTaskInput,
+    SetVariablesInput,
     SyncTasksInput,
 )
 
@@ -62,6 +68,10 @@ class ProcessEngine:
         self._closed: list[ClosedTask] = []
         self._published: set[str] = set()
         self._activities: dict[str, asyncio.Task[None]] = {}
+        self._dispatches: dict[str, int] = {}  # service task id → activities started for it
+        self._incidents: dict[str, Incident] = {}
+        self._all_incident_ids: list[str] = []
+        self._published_incidents: set[str] = set()
         self._inbox: list[tuple[str, str, Any]] = []  # (kind, spiff task id, payload), in arrival order
         self._epoch = 0
         self._synced_epoch = 0
@@ -101,6 +111,9 @@ class ProcessEngine:
         self._epoch += 1
 
     def _apply(self, kind: str, task_id: str, payload: Any) -> None:
+        if kind == "variables":
+            runtime.set_variables(self._bw, payload)
+            return
         task = runtime.task_by_id(self._bw, task_id)
         if task is None:
             return
@@ -116,7 +129,15 @@ class ProcessEngine:
                     f"{type(err).__name__}: {err}"
                 ) from None
         elif kind == "service_failure":
-            raise _Failure(f"service task '{runtime.element_id(task)}' failed: {payload}")
+            self._raise_incident(task, payload)
+        elif kind == "bpmn_error":
+            code, message = payload
+            if not runtime.throw_bpmn_error(task, code, message):
+                self._raise_incident(task, f"BPMN error '{code}' is not caught by any event: {message}", BPMN_ERROR)
+        elif kind == "retry":
+            variables = payload
+            task.set_data(**variables)
+            self._activities.pop(task_id, None)  # the next reconcile starts a fresh activity
         elif kind == "complete":
             variables, actor = payload
             task.set_data(**variables)
@@ -129,6 +150,9 @@ class ProcessEngine:
             if task_id not in started:
                 pending.cancel()  # the task was cancelled, e.g. by an interrupting boundary timer
                 del self._activities[task_id]
+        for incident_id, incident in list(self._incidents.items()):
+            if incident.task_id not in started:
+                del self._incidents[incident_id]  # resolved by the process itself (boundary event)
         for task_id, task in started.items():
             if task_id not in self._activities:
                 self._activities[task_id] = asyncio.create_task(self._call_service(task_id, task))
@@ -145,6 +169,9 @@ class ProcessEngine:
             self._inbox.append(("service_failure", task_id, _describe(err)))
             return
         attempts = spec.retries + 1 if isinstance(spec.retries, int) else route.max_attempts
+        dispatch = self._dispatches[task_id] = self._dispatches.get(task_id, 0) + 1
+        # the first activity of a task is named by the task id; a retry after an incident gets a new id
+        activity_id = task_id if dispatch == 1 else f"{task_id}/retry-{dispatch - 1}"
         try:
             result = await workflow.execute_activity(
                 spec.operation_name,
@@ -157,7 +184,7 @@ class ProcessEngine:
                     task_id=task_id,
                 ),
                 task_queue=route.task_queue,
-                activity_id=task_id,
+                activity_id=activity_id,
                 start_to_close_timeout=timedelta(seconds=route.start_to_close_seconds),
                 schedule_to_close_timeout=_seconds(route.schedule_to_close_seconds),
                 heartbeat_timeout=_seconds(route.heartbeat_seconds),
@@ -168,8 +195,14 @@ class ProcessEngine:
                 ),
             )
         except ActivityError as err:
-            if task_id in self._activities:
-                self._inbox.append(("service_failure", task_id, str(err.cause or err)))
+            if self._activities.get(task_id) is not asyncio.current_task():
+                return  # cancelled by the process (boundary event) or the instance
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == BPMN_ERROR:
+                code = str(cause.details[0]) if cause.details else cause.message
+                self._inbox.append(("bpmn_error", task_id, (code, cause.message)))
+            else:
+                self._inbox.append(("service_failure", task_id, str(cause or err)))
             return
         self._inbox.append(("service_result", task_id, result))
 
@@ -194,6 +227,20 @@ class ProcessEngine:
                     documentation=view.documentation,
                 )
 
+    def _raise_incident(self, task: Any, message: str, error_type: str | None = None) -> None:
+        task_id = str(task.id)
+        number = sum(1 for incident_id in self._all_incident_ids if incident_id.startswith(task_id)) + 1
+        incident = Incident(
+            id=f"{task_id}:{number}",
+            task_id=task_id,
+            element_id=runtime.element_id(task) or "",
+            message=message,
+            created_at=workflow.now().isoformat(),
+            error_type=error_type,
+        )
+        self._all_incident_ids.append(incident.id)
+        self._incidents[incident.id] = incident
+
     def _close(self, task_id: str, outcome: str, actor: str | None) -> None:
         self._closed.append(ClosedTask(task_id, outcome, actor, workflow.now().isoformat()))
 
@@ -206,7 +253,8 @@ class ProcessEngine:
         task the re-run may decide differently about.) Processes without user tasks never pay it.
         """
         epoch = self._epoch
-        if set(self._open) != self._published or self._closed:
+        incidents_changed = set(self._incidents) != self._published_incidents
+        if set(self._open) != self._published or self._closed or incidents_changed:
             closed, self._closed = self._closed, []
             await workflow.execute_activity(
                 SYNC_TASKS_ACTIVITY,
@@ -216,10 +264,12 @@ class ProcessEngine:
                     version=self._input.version,
                     open_tasks=list(self._open.values()),
                     closed_tasks=closed,
+                    incidents=list(self._incidents.values()),
                 ),
                 start_to_close_timeout=_SYNC_TIMEOUT,
             )
             self._published = set(self._open)
+            self._published_incidents = set(self._incidents)
         self._synced_epoch = epoch
 
     async def _wait(self) -> None:
@@ -236,6 +286,7 @@ class ProcessEngine:
         for task_id in self._open:
             self._close(task_id, outcome, None)
         self._open.clear()
+        self._incidents.clear()
         await self._publish_tasks()
 
     # -- user tasks ---------------------------------------------------------------------------
@@ -246,17 +297,43 @@ class ProcessEngine:
         self.check_completion(inp)
         del self._open[inp.task_id]
         self._inbox.append(("complete", inp.task_id, (dict(inp.variables), inp.actor)))
+        await self._until_synced()
+        return CompleteTaskResult(inp.task_id, self._status)
+
+    async def retry_incident(self, inp: RetryIncidentInput) -> ProcessState:
+        self.check_retry(inp)
+        incident = self._incidents.pop(inp.incident_id)  # before yielding: one retry per incident
+        self._inbox.append(("retry", incident.task_id, dict(inp.variables)))
+        await self._until_synced()
+        return self.state()
+
+    def check_retry(self, inp: RetryIncidentInput) -> None:
+        if inp.incident_id not in self._incidents:
+            raise ApplicationError(
+                f"incident {inp.incident_id} is not open", type=INCIDENT_NOT_OPEN, non_retryable=True
+            )
+        _check_variables(inp.variables)
+
+    async def set_variables(self, inp: SetVariablesInput) -> ProcessState:
+        self.check_set_variables(inp)
+        self._inbox.append(("variables", "", dict(inp.variables)))
+        await self._until_synced()
+        return self.state()
+
+    def check_set_variables(self, inp: SetVariablesInput) -> None:
+        if self._status != "running":
+            raise ApplicationError(f"the instance is {self._status}", type=INSTANCE_NOT_RUNNING, non_retryable=True)
+        _check_variables(inp.variables)
+
+    async def _until_synced(self) -> None:
+        """Return once the main loop has applied what was queued and published the result."""
         target = self._epoch + 1
         await workflow.wait_condition(lambda: self._synced_epoch >= target or self._status != "running")
-        return CompleteTaskResult(inp.task_id, self._status)
 
     def check_completion(self, inp: CompleteTaskInput) -> None:
         if inp.task_id not in self._open:
             raise ApplicationError(f"task {inp.task_id} is not open", type=TASK_NOT_OPEN, non_retryable=True)
-        try:
-            runtime.check_variables(inp.variables)
-        except ValueError as err:
-            raise ApplicationError(str(err), type=INVALID_VARIABLES, non_retryable=True) from None
+        _check_variables(inp.variables)
 
     def state(self) -> ProcessState:
         return ProcessState(
@@ -266,7 +343,15 @@ class ProcessEngine:
             completed=runtime.completed_elements(self._bw),
             open_tasks=list(self._open.values()),
             error=self._error,
+            incidents=list(self._incidents.values()),
         )
+
+
+def _check_variables(variables: dict[str, Any]) -> None:
+    try:
+        runtime.check_variables(variables)
+    except ValueError as err:
+        raise ApplicationError(str(err), type=INVALID_VARIABLES, non_retryable=True) from None
 
 
 def _seconds(value: float | None) -> timedelta | None:

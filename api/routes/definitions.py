@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import AnyUser, SessionDep
 from api.schemas import DefinitionPublic, DefinitionVersionPublic, DefinitionVersions
 from store import definitions
 
@@ -11,7 +11,7 @@ router = APIRouter(tags=["definitions"])
 
 
 @router.get("/definitions")
-def list_definitions(_: CurrentUser, session: SessionDep) -> list[DefinitionPublic]:
+def list_definitions(_: AnyUser, session: SessionDep) -> list[DefinitionPublic]:
     """The latest version of every deployed process."""
     return [
         DefinitionPublic(key=d.key, version=d.version, hash=d.hash, name=d.name)
@@ -20,7 +20,7 @@ def list_definitions(_: CurrentUser, session: SessionDep) -> list[DefinitionPubl
 
 
 @router.get("/definitions/{key}")
-def get_definition(key: str, _: CurrentUser, session: SessionDep) -> DefinitionVersions:
+def get_definition(key: str, _: AnyUser, session: SessionDep) -> DefinitionVersions:
     versions = definitions.versions(session, key=key)
     if not versions:
         raise HTTPException(404, detail=f"definition '{key}' not found")
@@ -35,7 +35,7 @@ def get_definition(key: str, _: CurrentUser, session: SessionDep) -> DefinitionV
 
 
 @router.get("/definitions/{key}/versions/{version}/xml", response_class=Response)
-def get_definition_xml(key: str, version: int, _: CurrentUser, session: SessionDep) -> Response:
+def get_definition_xml(key: str, version: int, _: AnyUser, session: SessionDep) -> Response:
     found = definitions.get(session, key=key, version=version)
     if found is None:
         raise HTTPException(404, detail=f"definition '{key}' version {version} not found")

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
 
-from api.deps import CurrentUser, SessionDep, StateDep
+from api.deps import ModelerUser, SessionDep, StateDep
 from api.schemas import DefinitionPublic, DeploymentPublic
 from bpmn.definitions import ModelValidationError, validate_upload
 from bpmn.xml import XmlLimits
@@ -20,7 +20,7 @@ router = APIRouter(tags=["deployments"])
                422: {"description": "The model is invalid; `detail` lists file, element_id, line, message"}},
 )  # fmt: skip
 def deploy(
-    user: CurrentUser,
+    user: ModelerUser,
     state: StateDep,
     session: SessionDep,
     response: Response,

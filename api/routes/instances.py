@@ -1,24 +1,38 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CurrentUser, StateDep, TemporalDep
-from api.schemas import InstanceCreate, InstanceCreated, InstancePublic
+from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
+from api.schemas import (
+    IncidentPublic,
+    InstanceCreate,
+    InstanceCreated,
+    InstancePage,
+    InstancePublic,
+    InstanceSummary,
+    VariablesUpdate,
+)
+from api.state import AppState
 from bpmn.definitions import start_input
 from bpmn.operators import UnknownOperatorError
 from bpmn.runtime import check_variables
 from store import definitions, instances
 from workflows.contracts import (
     PROCESS_WORKFLOW,
+    SET_VARIABLES_UPDATE,
     STATE_QUERY,
     ProcessResult,
     ProcessState,
+    SetVariablesInput,
 )
 
 router = APIRouter(tags=["instances"])
@@ -36,7 +50,7 @@ _STATUS = {
 
 @router.post("/instances", status_code=status.HTTP_201_CREATED)
 async def start_instance(
-    body: InstanceCreate, user: CurrentUser, state: StateDep, temporal: TemporalDep
+    body: InstanceCreate, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstanceCreated:
     try:
         check_variables(body.variables)
@@ -82,8 +96,41 @@ async def start_instance(
     return InstanceCreated(id=instance_id, definition_key=body.definition_key, version=version, status="running")
 
 
+@router.get("/instances")
+def list_instances(
+    _: AnyUser,
+    state: StateDep,
+    status: Literal["running", "completed", "failed", "cancelled"] | None = None,
+    definition_key: str | None = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    business_key: str | None = None,
+    started_after: datetime | None = None,
+    started_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> InstancePage:
+    """Instances, newest first. A closure shows here within about a second of Temporal recording it."""
+    where = instances.InstanceFilter(
+        status=status, definition_key=definition_key, version=version, business_key=business_key,
+        started_after=started_after, started_before=started_before,
+    )  # fmt: skip
+    with state.session_factory() as session:
+        try:
+            rows, next_cursor = instances.list_page(session, where=where, limit=limit, cursor=cursor)
+        except instances.BadCursor as err:
+            raise HTTPException(422, detail=[{"loc": ["query", "cursor"], "msg": str(err)}]) from None
+        items = [
+            InstanceSummary(
+                id=row.id, definition_key=row.definition_key, version=row.version, business_key=row.business_key,
+                status=row.status, started_at=row.started_at, started_by=row.started_by, closed_at=row.closed_at,
+            )
+            for row in rows
+        ]  # fmt: skip
+    return InstancePage(items=items, next_cursor=next_cursor)
+
+
 @router.get("/instances/{instance_id}")
-async def get_instance(instance_id: str, _: CurrentUser, state: StateDep, temporal: TemporalDep) -> InstancePublic:
+async def get_instance(instance_id: str, _: AnyUser, state: StateDep, temporal: TemporalDep) -> InstancePublic:
     def load() -> tuple[str, int, str | None] | None:
         with state.session_factory() as session:
             row = instances.get(session, instance_id=instance_id)
@@ -110,7 +157,67 @@ async def get_instance(instance_id: str, _: CurrentUser, state: StateDep, tempor
         active=view.active if status_name == "running" else [],
         completed=view.completed,
         error=view.error,
-    )
+        incidents=[
+            IncidentPublic(
+                id=i.id, instance_id=instance_id, element_id=i.element_id, message=i.message,
+                error_type=i.error_type, created_at=datetime.fromisoformat(i.created_at),
+            )
+            for i in view.incidents
+        ],
+    )  # fmt: skip
+
+
+@router.post("/instances/{instance_id}/cancel")
+async def cancel_instance(
+    instance_id: str, user: OperatorUser, state: StateDep, temporal: TemporalDep
+) -> InstancePublic:
+    """Cancel a running instance: its activities are cancelled, its open tasks and incidents closed."""
+    await _known(state, instance_id)
+    handle = temporal.get_workflow_handle(instance_id, result_type=ProcessResult)
+    description = await handle.describe()
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        closed = _STATUS.get(description.status, "closed") if description.status else "closed"
+        raise HTTPException(409, detail=f"instance '{instance_id}' is {closed}")
+    await handle.cancel()
+    # The workflow closes its tasks and incidents before it ends: wait for that, briefly.
+    for _ in range(100):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            break
+        await asyncio.sleep(0.1)
+    return await get_instance(instance_id, user, state, temporal)
+
+
+@router.patch("/instances/{instance_id}/variables")
+async def set_variables(
+    instance_id: str, body: VariablesUpdate, user: OperatorUser, state: StateDep, temporal: TemporalDep
+) -> InstancePublic:
+    """Set process variables on a running instance; the tasks that run next see them."""
+    try:
+        check_variables(body.variables)
+    except ValueError as err:
+        raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": str(err)}]) from None
+    await _known(state, instance_id)
+    handle = temporal.get_workflow_handle(instance_id)
+    try:
+        await handle.execute_update(
+            SET_VARIABLES_UPDATE, SetVariablesInput(body.variables, user.subject), result_type=ProcessState
+        )
+    except WorkflowUpdateFailedError as err:
+        raise HTTPException(409, detail=f"instance '{instance_id}': {err.cause}") from None
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise HTTPException(409, detail=f"instance '{instance_id}' has ended") from None
+        raise
+    return await get_instance(instance_id, user, state, temporal)
+
+
+async def _known(state: AppState, instance_id: str) -> None:
+    def load() -> bool:
+        with state.session_factory() as session:
+            return instances.get(session, instance_id=instance_id) is not None
+
+    if not await run_in_threadpool(load):
+        raise HTTPException(404, detail=f"instance '{instance_id}' not found")
 
 
 async def _view(handle: WorkflowHandle, status_name: str) -> ProcessState:

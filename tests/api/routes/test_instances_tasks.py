@@ -70,20 +70,6 @@ async def test_task_variables_are_validated(api: httpx.AsyncClient) -> None:
     assert (await api.get("/tasks", params={"instance_id": instance})).json()[0]["id"] == task["id"]
 
 
-async def test_a_service_that_keeps_failing_fails_the_instance_after_its_retries(api: httpx.AsyncClient) -> None:
-    xml = (EXAMPLES.parent / "tests" / "data" / "gateways.bpmn").read_text()
-    xml = xml.replace('id="fan_out" name="Fan out"', 'id="fan_out_failing" name="Fan out, failing service"')
-    xml = xml.replace("=base + &quot;/a&quot;", "=base + &quot;/fail&quot;").replace('retries="2"', 'retries="1"')
-    response = await api.post("/deployments", files=[("files", ("failing.bpmn", xml.encode(), "application/xml"))])
-    assert response.status_code == 201, response.text
-    with http_server() as (url, requests):
-        instance = await start(api, "fan_out_failing", {"n": 1, "base": url})
-        final = await wait_for(api, instance, "failed")
-    assert "call_a" in final["error"] and "HTTP 500" in final["error"]
-    assert [r["path"] for r in requests] == ["/fail", "/fail"]  # retries="1": two attempts
-    assert (await api.get("/tasks", params={"instance_id": instance})).json() == []
-
-
 async def test_temporal_down_is_503_not_500(settings: Settings) -> None:
     from temporalio.testing import WorkflowEnvironment
 

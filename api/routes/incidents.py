@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
+from api.schemas import IncidentPublic, IncidentRetry
+from bpmn.runtime import check_variables
+from store import incidents
+from workflows.contracts import (
+    INCIDENT_NOT_OPEN,
+    INVALID_VARIABLES,
+    RETRY_INCIDENT_UPDATE,
+    ProcessState,
+    RetryIncidentInput,
+)
+
+router = APIRouter(tags=["incidents"])
+
+
+def _public(view: incidents.IncidentView) -> IncidentPublic:
+    return IncidentPublic(
+        id=view.id, instance_id=view.instance_id, element_id=view.element_id, message=view.message,
+        error_type=view.error_type, state=view.state, created_at=view.created_at,
+    )  # fmt: skip
+
+
+@router.get("/incidents")
+def list_incidents(
+    _: AnyUser,
+    state: StateDep,
+    instance_id: str | None = None,
+    status: Literal["open", "resolved"] | None = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[IncidentPublic]:
+    """Service tasks whose retries are exhausted, waiting for an operator (open by default)."""
+    with state.session_factory() as session:
+        rows = incidents.list_incidents(session, instance_id=instance_id, state=status, limit=limit, offset=offset)
+    return [_public(row) for row in rows]
+
+
+@router.post("/incidents/{incident_id}/retry")
+async def retry_incident(
+    incident_id: str, body: IncidentRetry, user: OperatorUser, state: StateDep, temporal: TemporalDep
+) -> IncidentPublic:
+    """Run the failed service task again, optionally after changing variables it reads."""
+    try:
+        check_variables(body.variables)
+    except ValueError as err:
+        raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": str(err)}]) from None
+
+    def load() -> incidents.IncidentView | None:
+        with state.session_factory() as session:
+            return incidents.get(session, incident_id=incident_id)
+
+    view = await run_in_threadpool(load)
+    if view is None:
+        raise HTTPException(404, detail=f"incident '{incident_id}' not found")
+    handle = temporal.get_workflow_handle(view.instance_id)
+    try:
+        await handle.execute_update(
+            RETRY_INCIDENT_UPDATE,
+            RetryIncidentInput(incident_id, body.variables, user.subject),
+            result_type=ProcessState,
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == INVALID_VARIABLES:
+            raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": cause.message}]) from None
+        if isinstance(cause, ApplicationError) and cause.type == INCIDENT_NOT_OPEN:
+            raise HTTPException(409, detail=f"incident '{incident_id}' is no longer open") from None
+        raise HTTPException(409, detail=f"incident '{incident_id}' could not be retried: {cause}") from None
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise HTTPException(409, detail=f"incident '{incident_id}': its instance has ended") from None
+        raise
+    refreshed = await run_in_threadpool(load)
+    return _public(refreshed or view)
