@@ -1,4 +1,4 @@
-"""The inbox projection, written by an activity of the engine worker."""
+"""The inbox, incident and audit projections, written by activities of the engine worker."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from store import incidents, tasks
-from workflows.contracts import SYNC_TASKS_ACTIVITY, SyncTasksInput
+from store import audit, incidents, tasks
+from workflows.contracts import AUDIT_ACTIVITY, SYNC_TASKS_ACTIVITY, AuditBatch, SyncTasksInput
 
 
 class ProjectionActivities:
@@ -24,3 +24,12 @@ class ProjectionActivities:
         with self._session_factory.begin() as session:
             tasks.sync(session, update=update)
             incidents.sync(session, update=update)
+            audit.append(session, records=audit.from_entries(update.instance_id, update.definition_key, update.audit))
+
+    @activity.defn(name=AUDIT_ACTIVITY)
+    async def write_audit(self, batch: AuditBatch) -> None:
+        await asyncio.to_thread(self._write_audit, batch)
+
+    def _write_audit(self, batch: AuditBatch) -> None:
+        with self._session_factory.begin() as session:
+            audit.append(session, records=audit.from_entries(batch.instance_id, batch.definition_key, batch.entries))

@@ -63,6 +63,25 @@ def _worker(pool: str) -> None:
         sys.exit(f"unknown pool {pool!r}")
 
 
+def _verify_audit() -> None:
+    """Reads the database directly (DATABASE_URL / the data directory): no API or key needed."""
+    from store import audit
+    from store.db import make_engine, make_session_factory
+
+    engine = make_engine(get_settings().resolved_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            result = audit.verify(session)
+    finally:
+        engine.dispose()
+    print(f"checked {result.checked} records, head at {result.head_seq}")
+    for problem in result.problems:
+        print(f"TAMPERED: {problem}")
+    if not result.ok:
+        sys.exit(1)
+    print("audit log intact")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aimatrix", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     complete.add_argument("task_id")
     complete.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     complete.add_argument("--vars", metavar="JSON")
+    audit_cmd = commands.add_parser("audit", help="the tamper-evident audit log")
+    audit_cmd.add_argument("action", choices=["verify"])
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -95,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "worker":
         _worker(args.pool)
+        return
+    if args.command == "audit":
+        _verify_audit()
         return
     with _client() as client:
         if args.command == "deploy":

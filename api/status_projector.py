@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from store import instances
-from workflows.contracts import PROCESS_WORKFLOW
+from store import audit, instances
+from workflows.contracts import PROCESS_WORKFLOW, AuditEntry, ProcessResult
 
 log = logging.getLogger("aimatrix.status")
 
@@ -53,6 +53,7 @@ class StatusProjector:
         if self._since is not None:
             query += f" AND CloseTime > '{(self._since - _OVERLAP).isoformat()}'"
         closures: dict[str, tuple[str, datetime | None]] = {}
+        trails: dict[str, list[AuditEntry]] = {}
         newest = self._since
         async for execution in self._client.list_workflows(query):
             status = CLOSED_STATUS.get(execution.status) if execution.status else None
@@ -61,10 +62,32 @@ class StatusProjector:
             closures[execution.id] = (status, execution.close_time)
             if execution.close_time and (newest is None or execution.close_time > newest):
                 newest = execution.close_time
-        changed = await run_in_threadpool(self._record, closures) if closures else 0
+        # the overlap window sees closures again: only those the index does not know yet cost more work
+        fresh = await run_in_threadpool(self._still_running, list(closures)) if closures else []
+        for instance_id in fresh:
+            if closures[instance_id][0] == "completed":
+                trails[instance_id] = await self._final_audit(instance_id)
+        new = {instance_id: closures[instance_id] for instance_id in fresh}
+        changed = await run_in_threadpool(self._record, new, trails) if new else 0
         self._since = newest or datetime.now(UTC) - _OVERLAP
         return changed
 
-    def _record(self, closures: dict[str, tuple[str, datetime | None]]) -> int:
+    async def _final_audit(self, instance_id: str) -> list[AuditEntry]:
+        """A completed instance's last audit entries travel in its result (no extra history event)."""
+        handle = self._client.get_workflow_handle(instance_id, result_type=ProcessResult)
+        result: ProcessResult = await handle.result()
+        return result.audit
+
+    def _still_running(self, ids: list[str]) -> list[str]:
+        with self._session_factory() as session:
+            return instances.still_running(session, ids=ids)
+
+    def _record(self, closures: dict[str, tuple[str, datetime | None]], trails: dict[str, list[AuditEntry]]) -> int:
         with self._session_factory.begin() as session:
-            return instances.record_closed(session, closures=closures)
+            changed = instances.record_closed(session, closures=closures)
+            for instance_id, entries in trails.items():
+                row = instances.get(session, instance_id=instance_id)
+                key = row.definition_key if row else ""
+                # entries already stored (an earlier pass, the overlap window) are skipped
+                audit.append(session, records=audit.from_entries(instance_id, key, entries))
+            return changed

@@ -226,3 +226,42 @@ def describe_human_task(task: Task) -> HumanTaskView:
         lane=getattr(spec, "lane", None),
         documentation=getattr(spec, "documentation", None),
     )
+
+
+@dataclass(frozen=True)
+class Transition:
+    task_id: str
+    element_id: str
+    element_type: str
+    action: str  # entered | completed | cancelled
+
+
+_ACTIVE = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+_ENTERED = _ACTIVE | TaskState.COMPLETED | TaskState.ERROR
+
+
+def transitions(workflow: BpmnWorkflow, seen: dict[str, str]) -> list[Transition]:
+    """What changed since `seen` (task id → last action, updated here), in the order it happened.
+
+    Predicted tasks (FUTURE, LIKELY, MAYBE) are not entered; one cancelled before it was entered
+    is a branch not taken, not an event.
+    """
+    found: list[tuple[float, int, Transition]] = []
+    for task in workflow.get_tasks():
+        bpmn_id = element_id(task)
+        if not bpmn_id:
+            continue
+        key = str(task.id)
+        before = seen.get(key)
+        kind = type(task.task_spec).__name__
+        if task.has_state(_ENTERED) and before is None:
+            found.append((task.last_state_change, 0, Transition(key, bpmn_id, kind, "entered")))
+            before = seen[key] = "entered"
+        if task.has_state(TaskState.COMPLETED) and before == "entered":
+            found.append((task.last_state_change, 1, Transition(key, bpmn_id, kind, "completed")))
+            seen[key] = "completed"
+        elif task.has_state(TaskState.CANCELLED) and before == "entered":
+            found.append((task.last_state_change, 1, Transition(key, bpmn_id, kind, "cancelled")))
+            seen[key] = "cancelled"
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [transition for _, _, transition in found]

@@ -33,6 +33,12 @@ def get(session: Session, *, instance_id: str) -> Instance | None:
     return session.get(Instance, instance_id)
 
 
+def still_running(session: Session, *, ids: list[str]) -> list[str]:
+    """Of these instances, the ones the index still has as running, in the given order."""
+    found = set(session.scalars(select(Instance.id).where(Instance.id.in_(ids), Instance.status == "running")).all())
+    return [instance_id for instance_id in ids if instance_id in found]
+
+
 def record_closed(session: Session, *, closures: dict[str, tuple[str, datetime | None]]) -> int:
     """Copy terminal statuses seen in Temporal. Idempotent; returns how many rows changed."""
     changed = 0

@@ -118,3 +118,39 @@ class IncidentRow(Base):
     state: Mapped[str] = mapped_column(String(16))  # open | resolved
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRecord(Base):
+    """The audit log: append-only, each row chained to the previous by a SHA-256 hash.
+
+    On PostgreSQL a trigger refuses UPDATE, DELETE and TRUNCATE for every role, the API's included.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "instance_seq", name="uq_audit_instance_seq"),
+        Index("ix_audit_instance", "instance_id", "instance_seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+    instance_seq: Mapped[int | None] = mapped_column(Integer)
+    definition_key: Mapped[str | None] = mapped_column(String(255))
+    occurred_at: Mapped[str] = mapped_column(String(40))  # ISO 8601, as hashed
+    actor: Mapped[str | None] = mapped_column(String(255), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    element_id: Mapped[str | None] = mapped_column(String(255))
+    element_type: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[str | None] = mapped_column(Text)  # canonical JSON, as hashed
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's last sequence number and hash: appends lock it, and a deleted tail shows against it."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -43,7 +43,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[ProcessWorkflow],
-        activities=[projection.sync_tasks],
+        activities=[projection.sync_tasks, projection.write_audit],
         workflow_runner=workflow_runner(),
     )
 

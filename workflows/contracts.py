@@ -15,6 +15,7 @@ CONNECTOR_TASK_QUEUE = "connector"
 
 PROCESS_WORKFLOW = "ProcessWorkflow"
 SYNC_TASKS_ACTIVITY = "engine.sync_tasks"
+AUDIT_ACTIVITY = "engine.audit"
 HTTP_REQUEST_ACTIVITY = "http.request"
 
 STATE_QUERY = "state"
@@ -93,6 +94,20 @@ class Incident:
 
 
 @dataclass
+class AuditEntry:
+    """One thing that happened in an instance, numbered in order (`seq`) by the workflow itself, so
+    writing it twice (activities run at least once) stores it once."""
+
+    seq: int
+    at: str
+    action: str  # element.entered | element.completed | element.cancelled | task.completed | incident...
+    element_id: str | None = None
+    element_type: str | None = None
+    actor: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass
 class SyncTasksInput:
     instance_id: str
     definition_key: str
@@ -100,6 +115,15 @@ class SyncTasksInput:
     open_tasks: list[OpenTask]
     closed_tasks: list[ClosedTask]
     incidents: list[Incident] = field(default_factory=list)  # every open incident of the instance
+    audit: list[AuditEntry] = field(default_factory=list)
+
+
+@dataclass
+class AuditBatch:
+    instance_id: str
+    definition_key: str
+    version: int
+    entries: list[AuditEntry]
 
 
 @dataclass
@@ -154,3 +178,6 @@ class ProcessResult:
     status: str
     variables: dict[str, Any]
     completed: list[str]
+    # Audit entries not yet written when the instance ended: the result is recorded in the history
+    # anyway, so they cost no extra event; the API's status projector stores them.
+    audit: list[AuditEntry] = field(default_factory=list)

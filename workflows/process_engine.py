@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from bpmn import runtime
 from bpmn.definitions import load_process
 from workflows.contracts import (
+    AUDIT_ACTIVITY,
     BPMN_ERROR,
     INCIDENT_NOT_OPEN,
     INSTANCE_NOT_RUNNING,
@@ -34,6 +36,8 @@ from workflows.contracts import (
     MODEL_ERROR,
     SYNC_TASKS_ACTIVITY,
     TASK_NOT_OPEN,
+    AuditBatch,
+    AuditEntry,
     ClosedTask,
     CompleteTaskInput,
     CompleteTaskResult,
@@ -48,6 +52,9 @@ from workflows.contracts import (
     SyncTasksInput,
 )
 
+# Audit entries wait for the next projection write; past this many they are written on their own.
+_AUDIT_BUFFER = 200
+_AUDIT_DATA_LIMIT = 4_000  # characters of JSON kept per entry: a decision's data, not a dump
 # Spiff's timers compare with a strict "<": wake a hair after the deadline so one pass suffices.
 _TIMER_SLACK = timedelta(milliseconds=1)
 _SYNC_TIMEOUT = timedelta(seconds=30)
@@ -75,8 +82,17 @@ class ProcessEngine:
         self._inbox: list[tuple[str, str, Any]] = []  # (kind, spiff task id, payload), in arrival order
         self._epoch = 0
         self._synced_epoch = 0
+        self._seen: dict[str, str] = {}  # task id → last transition recorded
+        self._audit: list[AuditEntry] = []
+        self._audit_seq = 0
+        self._details: dict[str, tuple[str | None, dict[str, Any] | None]] = {}  # task id → actor, data
 
     async def run(self) -> ProcessResult:
+        self._record(
+            "instance.started",
+            actor=self._input.started_by,
+            data={"variables": self._input.variables, "business_key": self._input.business_key},
+        )
         try:
             while True:
                 self._advance()
@@ -86,14 +102,22 @@ class ProcessEngine:
                 await self._wait()
         except asyncio.CancelledError:
             self._status = "cancelled"
+            self._bw.cancel()  # every active element is cancelled, and the audit says which
+            self._record_transitions()
+            self._record("instance.cancelled")
             await self._close_everything("cancelled")
             raise
         except _Failure as failure:
             self._status, self._error = "failed", str(failure)
+            self._record("instance.failed", data={"error": str(failure)})
             await self._close_everything("cancelled")
             raise ApplicationError(str(failure), type=MODEL_ERROR, non_retryable=True) from None
         self._status = "completed"
-        return ProcessResult("completed", runtime.variables(self._bw), runtime.completed_elements(self._bw))
+        self._record("instance.completed")
+        audit, self._audit = self._audit, []
+        return ProcessResult(
+            "completed", runtime.variables(self._bw), runtime.completed_elements(self._bw), audit=audit
+        )
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -108,11 +132,14 @@ class ProcessEngine:
             raise _Failure(_describe(err)) from None
         self._reconcile_activities()
         self._reconcile_human_tasks()
+        self._record_transitions()
         self._epoch += 1
 
     def _apply(self, kind: str, task_id: str, payload: Any) -> None:
         if kind == "variables":
-            runtime.set_variables(self._bw, payload)
+            variables, actor = payload
+            self._record("variables.set", actor=actor, data={"variables": variables})
+            runtime.set_variables(self._bw, variables)
             return
         task = runtime.task_by_id(self._bw, task_id)
         if task is None:
@@ -120,6 +147,7 @@ class ProcessEngine:
         if kind == "service_result":
             if not runtime.is_started_service_task(task):
                 return  # cancelled meanwhile (an interrupting boundary event won the race)
+            self._details[task_id] = (None, {"result": payload})
             try:
                 runtime.complete_service_task(task, payload)
             except (ArithmeticError, LookupError, NameError, TypeError, ValueError) as err:
@@ -135,11 +163,14 @@ class ProcessEngine:
             if not runtime.throw_bpmn_error(task, code, message):
                 self._raise_incident(task, f"BPMN error '{code}' is not caught by any event: {message}", BPMN_ERROR)
         elif kind == "retry":
-            variables = payload
+            variables, actor = payload
+            self._record("incident.retried", element_id=runtime.element_id(task), actor=actor,
+                         data={"variables": variables})  # fmt: skip
             task.set_data(**variables)
             self._activities.pop(task_id, None)  # the next reconcile starts a fresh activity
         elif kind == "complete":
             variables, actor = payload
+            self._details[task_id] = (actor, {"variables": variables})
             task.set_data(**variables)
             task.run()
             self._close(task_id, "completed", actor)
@@ -227,6 +258,41 @@ class ProcessEngine:
                     documentation=view.documentation,
                 )
 
+    def _record(
+        self,
+        action: str,
+        *,
+        element_id: str | None = None,
+        element_type: str | None = None,
+        actor: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._audit_seq += 1
+        self._audit.append(
+            AuditEntry(
+                seq=self._audit_seq,
+                at=workflow.now().isoformat(),
+                action=action,
+                element_id=element_id,
+                element_type=element_type,
+                actor=actor,
+                data=_bounded(data),
+            )
+        )
+
+    def _record_transitions(self) -> None:
+        for change in runtime.transitions(self._bw, self._seen):
+            actor, data = (None, None)
+            if change.action == "completed":
+                actor, data = self._details.pop(change.task_id, (None, None))
+            self._record(
+                f"element.{change.action}",
+                element_id=change.element_id,
+                element_type=change.element_type,
+                actor=actor,
+                data=data,
+            )
+
     def _raise_incident(self, task: Any, message: str, error_type: str | None = None) -> None:
         task_id = str(task.id)
         number = sum(1 for incident_id in self._all_incident_ids if incident_id.startswith(task_id)) + 1
@@ -240,6 +306,7 @@ class ProcessEngine:
         )
         self._all_incident_ids.append(incident.id)
         self._incidents[incident.id] = incident
+        self._record("incident.raised", element_id=incident.element_id, data={"message": message, "id": incident.id})
 
     def _close(self, task_id: str, outcome: str, actor: str | None) -> None:
         self._closed.append(ClosedTask(task_id, outcome, actor, workflow.now().isoformat()))
@@ -256,6 +323,7 @@ class ProcessEngine:
         incidents_changed = set(self._incidents) != self._published_incidents
         if set(self._open) != self._published or self._closed or incidents_changed:
             closed, self._closed = self._closed, []
+            audit, self._audit = self._audit, []
             await workflow.execute_activity(
                 SYNC_TASKS_ACTIVITY,
                 SyncTasksInput(
@@ -265,11 +333,20 @@ class ProcessEngine:
                     open_tasks=list(self._open.values()),
                     closed_tasks=closed,
                     incidents=list(self._incidents.values()),
+                    audit=audit,
                 ),
                 start_to_close_timeout=_SYNC_TIMEOUT,
             )
             self._published = set(self._open)
             self._published_incidents = set(self._incidents)
+        elif len(self._audit) >= _AUDIT_BUFFER:
+            # a long run of service tasks with nothing else to publish: keep the buffer bounded
+            audit, self._audit = self._audit, []
+            await workflow.execute_activity(
+                AUDIT_ACTIVITY,
+                AuditBatch(self._input.instance_id, self._input.definition_key, self._input.version, audit),
+                start_to_close_timeout=_SYNC_TIMEOUT,
+            )
         self._synced_epoch = epoch
 
     async def _wait(self) -> None:
@@ -303,7 +380,7 @@ class ProcessEngine:
     async def retry_incident(self, inp: RetryIncidentInput) -> ProcessState:
         self.check_retry(inp)
         incident = self._incidents.pop(inp.incident_id)  # before yielding: one retry per incident
-        self._inbox.append(("retry", incident.task_id, dict(inp.variables)))
+        self._inbox.append(("retry", incident.task_id, (dict(inp.variables), inp.actor)))
         await self._until_synced()
         return self.state()
 
@@ -316,7 +393,7 @@ class ProcessEngine:
 
     async def set_variables(self, inp: SetVariablesInput) -> ProcessState:
         self.check_set_variables(inp)
-        self._inbox.append(("variables", "", dict(inp.variables)))
+        self._inbox.append(("variables", "", (dict(inp.variables), inp.actor)))
         await self._until_synced()
         return self.state()
 
@@ -345,6 +422,16 @@ class ProcessEngine:
             error=self._error,
             incidents=list(self._incidents.values()),
         )
+
+
+def _bounded(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    safe: dict[str, Any] = runtime.json_safe(data)
+    text = json.dumps(safe, sort_keys=True)
+    if len(text) <= _AUDIT_DATA_LIMIT:
+        return safe
+    return {"truncated": text[:_AUDIT_DATA_LIMIT], "size": len(text)}
 
 
 def _check_variables(variables: dict[str, Any]) -> None:

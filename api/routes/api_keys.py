@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from api.auth import ROLE_NAMES
 from api.deps import AdminUser, StateDep
-from store import api_keys
+from store import api_keys, audit
 from store.models import ApiKey
 
 router = APIRouter(tags=["api-keys"])
@@ -76,7 +76,7 @@ def _utc(moment: datetime) -> datetime:
     responses={409: {"description": "A key with this name exists (possibly revoked)"},
                422: {"description": "Invalid body, e.g. an unknown role"}},
 )  # fmt: skip
-def create_api_key(body: ApiKeyCreate, _: AdminUser, state: StateDep) -> ApiKeyCreated:
+def create_api_key(body: ApiKeyCreate, user: AdminUser, state: StateDep) -> ApiKeyCreated:
     key = api_keys.generate()
     try:
         # Committed before answering: the caller may use the key the moment it has it.
@@ -86,6 +86,15 @@ def create_api_key(body: ApiKeyCreate, _: AdminUser, state: StateDep) -> ApiKeyC
                 roles=body.roles, groups=body.groups, tenant=body.tenant,
             )  # fmt: skip
             fields = _fields(row)
+            audit.append(
+                session,
+                records=[
+                    audit.api_operation(
+                        "api_key.created", actor=user.subject,
+                        data={"name": body.name, "roles": body.roles, "groups": body.groups, "tenant": body.tenant},
+                    )
+                ],
+            )  # fmt: skip
     except api_keys.NameTakenError:
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"an API key named '{body.name}' exists already (names are never reused)"
@@ -114,9 +123,10 @@ def list_api_keys(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "No key has this id"}},
 )
-def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], _: AdminUser, state: StateDep) -> None:
+def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], user: AdminUser, state: StateDep) -> None:
     """Revoke a key: the next request with it gets 401. Revoking a revoked key changes nothing."""
     with state.session_factory.begin() as session:
         row = api_keys.revoke(session, key_id=key_id)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"API key {key_id} not found")
+        audit.append(session, records=[audit.api_operation("api_key.revoked", actor=user.subject, data={"id": key_id})])

@@ -8,7 +8,7 @@ from api.deps import ModelerUser, SessionDep, StateDep
 from api.schemas import DefinitionPublic, DeploymentPublic
 from bpmn.definitions import ModelValidationError, validate_upload
 from bpmn.xml import XmlLimits
-from store import definitions
+from store import audit, definitions
 
 router = APIRouter(tags=["deployments"])
 
@@ -51,7 +51,18 @@ def deploy(
         definitions.deploy(session, key=d.key, name=d.name, files=d.files, digest=d.hash, deployed_by=user.subject)
         for d in deployable
     ]
-    if not any(s.created for s in stored):
+    created = [d for d in stored if d.created]
+    audit.append(
+        session,
+        records=[
+            audit.api_operation(
+                "definition.deployed", actor=user.subject, definition_key=d.key,
+                data={"version": d.version, "hash": d.hash, "files": sorted(contents)},
+            )
+            for d in created
+        ],
+    )  # fmt: skip
+    if not created:
         response.status_code = status.HTTP_200_OK
     return DeploymentPublic(
         definitions=[DefinitionPublic(key=s.key, version=s.version, hash=s.hash, name=s.name) for s in stored]

@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
 from api.schemas import IncidentPublic, IncidentRetry
 from bpmn.runtime import check_variables
-from store import incidents
+from store import audit, incidents
 from workflows.contracts import (
     INCIDENT_NOT_OPEN,
     INVALID_VARIABLES,
@@ -80,5 +80,14 @@ async def retry_incident(
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise HTTPException(409, detail=f"incident '{incident_id}': its instance has ended") from None
         raise
+
+    def record() -> None:
+        with state.session_factory.begin() as session:
+            audit.append(session, records=[audit.api_operation(
+                "incident.retry_requested", actor=user.subject, instance_id=view.instance_id,
+                definition_key=view.definition_key, data={"incident": incident_id, "variables": body.variables},
+            )])  # fmt: skip
+
+    await run_in_threadpool(record)
     refreshed = await run_in_threadpool(load)
     return _public(refreshed or view)

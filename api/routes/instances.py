@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -25,7 +25,7 @@ from api.state import AppState
 from bpmn.definitions import start_input
 from bpmn.operators import UnknownOperatorError
 from bpmn.runtime import check_variables
-from store import definitions, instances
+from store import audit, definitions, instances
 from workflows.contracts import (
     PROCESS_WORKFLOW,
     SET_VARIABLES_UPDATE,
@@ -67,6 +67,7 @@ async def start_instance(
 
     version, digest, files = await run_in_threadpool(load)
     instance_id = str(uuid.uuid4())
+    requested_at = datetime.now(UTC)  # the request comes before the instance's own first entry
     try:
         inp = await run_in_threadpool(
             lambda: start_input(
@@ -88,9 +89,18 @@ async def start_instance(
     def record() -> None:
         with state.session_factory.begin() as session:
             instances.record_start(
-                session, instance_id=instance_id, key=body.definition_key, version=version,
-                business_key=body.business_key, started_by=user.subject,
-            )  # fmt: skip
+                session,
+                instance_id=instance_id,
+                key=body.definition_key,
+                version=version,
+                business_key=body.business_key,
+                started_by=user.subject,
+            )
+            audit.append(session, records=[audit.api_operation(
+                "instance.start_requested", actor=user.subject, instance_id=instance_id,
+                definition_key=body.definition_key, data={"version": version, "business_key": body.business_key},
+                at=requested_at,
+            )])  # fmt: skip
 
     await run_in_threadpool(record)
     return InstanceCreated(id=instance_id, definition_key=body.definition_key, version=version, status="running")
@@ -179,6 +189,7 @@ async def cancel_instance(
         closed = _STATUS.get(description.status, "closed") if description.status else "closed"
         raise HTTPException(409, detail=f"instance '{instance_id}' is {closed}")
     await handle.cancel()
+    await _audit(state, "instance.cancel_requested", user.subject, instance_id)
     # The workflow closes its tasks and incidents before it ends: wait for that, briefly.
     for _ in range(100):
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
@@ -208,7 +219,20 @@ async def set_variables(
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise HTTPException(409, detail=f"instance '{instance_id}' has ended") from None
         raise
+    await _audit(state, "instance.variables_set", user.subject, instance_id, {"variables": body.variables})
     return await get_instance(instance_id, user, state, temporal)
+
+
+async def _audit(
+    state: AppState, action: str, actor: str, instance_id: str, data: dict[str, object] | None = None
+) -> None:
+    def write() -> None:
+        with state.session_factory.begin() as session:
+            audit.append(
+                session, records=[audit.api_operation(action, actor=actor, instance_id=instance_id, data=data)]
+            )
+
+    await run_in_threadpool(write)
 
 
 async def _known(state: AppState, instance_id: str) -> None:
