@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test test-sqlite test-postgresql lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,24 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/aimatrix run
 
-## Lint, type-check and run the whole test suite against real Temporal, SQLite and PostgreSQL
+## Lint, type-check, then the whole test suite against real Temporal twice: on SQLite, then on PostgreSQL.
+## Both runs always happen; any failure (lint, types, either run) fails `make test`.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	@failed=""; \
+	for db in sqlite postgresql; do \
+	  echo; echo "=== pytest on $$db (AIMATRIX_TEST_DATABASE=$$db) ==="; \
+	  AIMATRIX_TEST_DATABASE=$$db $(BIN)/python -m pytest -q $(PYTEST_ARGS) || failed="$$failed $$db"; \
+	done; \
+	if [ -n "$$failed" ]; then echo; echo "=== pytest FAILED on:$$failed ==="; exit 1; fi; \
+	echo; echo "=== pytest passed on sqlite and postgresql ==="
+
+## The test suite on one database only (no lint); PYTEST_ARGS passes options or test paths to pytest
+test-sqlite test-postgresql: test-%: $(STAMP)
+	@echo "=== pytest on $* (AIMATRIX_TEST_DATABASE=$*) ==="
+	AIMATRIX_TEST_DATABASE=$* $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

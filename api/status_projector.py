@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +21,7 @@ from store import audit, instances
 from workflows.contracts import PROCESS_WORKFLOW, AuditEntry, ProcessResult
 
 log = logging.getLogger("aimatrix.status")
+T = TypeVar("T")
 
 CLOSED_STATUS = {
     WorkflowExecutionStatus.COMPLETED: "completed",
@@ -29,6 +32,20 @@ CLOSED_STATUS = {
 }
 # Visibility is eventually consistent: look back a little past the newest closure already seen.
 _OVERLAP = timedelta(seconds=30)
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn` in a worker thread; on cancellation, wait for the thread before giving up.
+
+    A cancelled await would otherwise orphan the thread while it holds a pooled connection, which
+    the lifespan's `engine.dispose()` then strands (psycopg reports it as a ResourceWarning).
+    """
+    future = asyncio.ensure_future(run_in_threadpool(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        raise
 
 
 class StatusProjector:
@@ -63,12 +80,12 @@ class StatusProjector:
             if execution.close_time and (newest is None or execution.close_time > newest):
                 newest = execution.close_time
         # the overlap window sees closures again: only those the index does not know yet cost more work
-        fresh = await run_in_threadpool(self._still_running, list(closures)) if closures else []
+        fresh = await _in_thread(self._still_running, list(closures)) if closures else []
         for instance_id in fresh:
             if closures[instance_id][0] == "completed":
                 trails[instance_id] = await self._final_audit(instance_id)
         new = {instance_id: closures[instance_id] for instance_id in fresh}
-        changed = await run_in_threadpool(self._record, new, trails) if new else 0
+        changed = await _in_thread(self._record, new, trails) if new else 0
         self._since = newest or datetime.now(UTC) - _OVERLAP
         return changed
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
@@ -27,6 +29,50 @@ from workflows.process import ProcessWorkflow
 DATA = Path(__file__).parent / "data"
 API_KEY = "amx_test_admin_key"
 POSTGRES_URL = os.environ.get("AIMATRIX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# The platform database of the whole suite (the `settings`/`session_factory` fixtures and every test that
+# builds its own app): `make test` runs the suite once per value. Tests about one engine pick it themselves.
+TEST_DATABASE = os.environ.get("AIMATRIX_TEST_DATABASE", "sqlite")
+if TEST_DATABASE not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"AIMATRIX_TEST_DATABASE must be sqlite or postgresql, not {TEST_DATABASE!r}")
+
+
+def postgres_schema(request: pytest.FixtureRequest, prefix: str = "amx") -> str:
+    """A new, empty schema in the `test` database, dropped when `request`'s scope ends (test failed or not)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+
+    def drop() -> None:
+        admin = create_engine(POSTGRES_URL)
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+    request.addfinalizer(drop)
+    return schema
+
+
+def schema_url(schema: str) -> str:
+    """POSTGRES_URL with `schema` as the search path (the form psycopg 3 and `DATABASE_URL` take)."""
+    return f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}options=-csearch_path%3D{schema}"
+
+
+def fresh_database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    """A fresh platform database of the selected kind: SQLite in `data_dir`, or a new PostgreSQL schema
+    dropped when `request`'s scope ends."""
+    if TEST_DATABASE == "postgresql":
+        return schema_url(postgres_schema(request))
+    return f"sqlite:///{(data_dir / 'aimatrix.db').resolve()}"
+
+
+def pytest_report_header() -> str:
+    return f"platform database: {TEST_DATABASE} (AIMATRIX_TEST_DATABASE)"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(f"platform database: {TEST_DATABASE}")
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +95,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(data_dir: Path) -> Settings:
-    return Settings(AIMATRIX_DATA_DIR=data_dir, AIMATRIX_API_KEY=API_KEY)
+def settings(request: pytest.FixtureRequest, data_dir: Path) -> Settings:
+    url = fresh_database_url(request, data_dir)
+    return Settings(AIMATRIX_DATA_DIR=data_dir, DATABASE_URL=url, AIMATRIX_API_KEY=API_KEY)
 
 
 @pytest.fixture(scope="session")

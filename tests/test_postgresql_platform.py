@@ -14,25 +14,25 @@ from temporalio.client import Client
 from aimatrix.settings import Settings
 from api.main import create_app
 from store.db import make_engine, make_session_factory, migrate
-from tests.conftest import API_KEY, POSTGRES_URL
+from tests.conftest import API_KEY, POSTGRES_URL, postgres_schema, schema_url
 from tests.helpers import EXAMPLES, deploy, http_server, start, wait_for, wait_for_tasks
 from workers.engine import build_worker
 
 
 @pytest.fixture
-async def pg(client: Client, workers: None, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    schema = f"amx_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+async def pg(
+    request: pytest.FixtureRequest, client: Client, workers: None, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    # explicitly PostgreSQL, whichever database the rest of the suite runs on
+    schema = postgres_schema(request)  # dropped by a finalizer, whatever happens below
+    url = schema_url(schema)
     queue = f"engine-pg-{uuid.uuid4().hex[:8]}"
     settings = Settings(
         AIMATRIX_DATA_DIR=tmp_path, DATABASE_URL=url, AIMATRIX_API_KEY=API_KEY, AIMATRIX_ENGINE_TASK_QUEUE=queue
     )
     engine = make_engine(url)
-    migrate(engine)
     try:
+        migrate(engine)
         app = create_app(settings, temporal=client)
         async with (
             build_worker(client, make_session_factory(engine), task_queue=queue),
@@ -46,9 +46,6 @@ async def pg(client: Client, workers: None, tmp_path: Path) -> AsyncIterator[tup
             yield http, schema
     finally:
         engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 async def test_order_approval_on_postgresql(pg: tuple[httpx.AsyncClient, str]) -> None:

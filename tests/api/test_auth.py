@@ -38,7 +38,7 @@ from api.auth import (
 )
 from api.main import create_app
 from tests.api.routes.test_api_keys import bearer, create_key
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, fresh_database_url
 from tests.helpers import EXAMPLES, deploy, deploy_text, http_server, start, wait_for, wait_for_tasks
 
 ROLES = ("admin", "modeler", "operator", "approver", "auditor")
@@ -59,6 +59,9 @@ ALLOWED = {
     "set-variables": frozenset({"admin", "operator"}),
     "list-incidents": EVERYONE,
     "retry-incident": frozenset({"admin", "operator"}),
+    "instance-history": frozenset({"admin", "operator", "auditor"}),
+    "audit-search": frozenset({"admin", "auditor"}),
+    "audit-verify": frozenset({"admin", "auditor"}),
 }
 
 MODEL = """<?xml version="1.0" encoding="UTF-8"?>
@@ -117,6 +120,12 @@ async def call(api: httpx.AsyncClient, endpoint: str, headers: dict[str, str], t
         return await api.patch(f"/instances/{instance}/variables", json={"variables": {"y": 2}}, headers=headers)
     if endpoint == "list-incidents":
         return await api.get("/incidents", headers=headers)
+    if endpoint == "instance-history":
+        return await api.get(f"/instances/{await _instance(api)}/history", headers=headers)
+    if endpoint == "audit-search":
+        return await api.get("/audit", headers=headers)
+    if endpoint == "audit-verify":
+        return await api.get("/audit/verify", headers=headers)
     if endpoint == "retry-incident":
         response = await api.post("/incidents/no-such-incident/retry", json={}, headers=headers)
         # allowed roles get as far as the lookup: 404 proves the role check let them through
@@ -274,9 +283,12 @@ async def app_client(settings: Settings, temporal: Client) -> AsyncIterator[http
 
 @pytest.fixture(scope="module")
 async def oidc_api(
-    tmp_path_factory: pytest.TempPathFactory, client: Client, jwks_file: Path
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, client: Client, jwks_file: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = oidc_settings(tmp_path_factory.mktemp("oidc-app"), AIMATRIX_OIDC_JWKS_FILE=jwks_file)
+    data_dir = tmp_path_factory.mktemp("oidc-app")
+    settings = oidc_settings(
+        data_dir, AIMATRIX_OIDC_JWKS_FILE=jwks_file, DATABASE_URL=fresh_database_url(request, data_dir)
+    )
     async with app_client(settings, client) as http:
         yield http
 
@@ -520,9 +532,13 @@ class FakeClock:
         return self.now
 
 
-async def test_tokens_checked_against_a_jwks_url(client: Client, tmp_path: Path, keys: SigningKeys) -> None:
+async def test_tokens_checked_against_a_jwks_url(
+    request: pytest.FixtureRequest, client: Client, tmp_path: Path, keys: SigningKeys
+) -> None:
     with jwks_server(keys.jwks()) as server:
-        settings = oidc_settings(tmp_path, AIMATRIX_OIDC_JWKS_URL=server.url)
+        settings = oidc_settings(
+            tmp_path, AIMATRIX_OIDC_JWKS_URL=server.url, DATABASE_URL=fresh_database_url(request, tmp_path)
+        )
         async with app_client(settings, client) as http:
             for _ in range(3):
                 assert (await http.get("/definitions", headers=bearer(sign(keys.rsa)))).status_code == 200
@@ -531,11 +547,14 @@ async def test_tokens_checked_against_a_jwks_url(client: Client, tmp_path: Path,
             assert forged.status_code == 401
 
 
-async def test_an_unreachable_jwks_url_is_503_not_401(client: Client, tmp_path: Path, keys: SigningKeys) -> None:
+async def test_an_unreachable_jwks_url_is_503_not_401(
+    request: pytest.FixtureRequest, client: Client, tmp_path: Path, keys: SigningKeys
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = oidc_settings(tmp_path, AIMATRIX_OIDC_JWKS_URL=f"http://127.0.0.1:{port}/jwks")
+    url = fresh_database_url(request, tmp_path)
+    settings = oidc_settings(tmp_path, AIMATRIX_OIDC_JWKS_URL=f"http://127.0.0.1:{port}/jwks", DATABASE_URL=url)
     async with app_client(settings, client) as http:
         response = await http.get("/definitions", headers=bearer(sign(keys.rsa)))
     assert response.status_code == 503

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import definitions, tasks
 from store.db import make_engine, make_session_factory, migrate
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, postgres_schema
 from workflows.contracts import ClosedTask, OpenTask, SyncTasksInput
 
 
@@ -25,20 +24,15 @@ def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionm
         yield make_session_factory(engine)
         engine.dispose()
         return
-    # A schema of its own per test: the shared `test` database stays clean and runs can overlap.
-    schema = f"amx_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    # A schema of its own per test (dropped by a finalizer): the shared `test` database stays clean and
+    # runs can overlap.
+    schema = postgres_schema(request)
     engine = create_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
     try:
         migrate(engine)
         yield make_session_factory(engine)
     finally:
         engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_versions_and_content_hash(factory: sessionmaker[Session]) -> None:

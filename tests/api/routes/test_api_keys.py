@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import MIGRATIONS, make_engine, make_session_factory, migrate
 from store.models import ApiKey
-from tests.conftest import API_KEY, POSTGRES_URL
+from tests.conftest import API_KEY, POSTGRES_URL, postgres_schema
 
 ROLES = ("admin", "modeler", "operator", "approver", "auditor")
 
@@ -194,18 +194,10 @@ def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engi
         yield engine
         engine.dispose()
         return
-    schema = f"amx_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    schema = postgres_schema(request)
     engine = create_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield engine
+    engine.dispose()
 
 
 def _alembic(engine: Engine, action: str, revision: str) -> None:
