@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
@@ -14,20 +14,6 @@ router = APIRouter(tags=["audit"])
 HistoryReader = Annotated[Principal, Depends(require_roles(Role.AUDITOR, Role.OPERATOR))]
 
 
-class AuditRecordPublic(BaseModel):
-    seq: int
-    instance_id: str | None
-    instance_seq: int | None
-    definition_key: str | None
-    occurred_at: str
-    actor: str | None
-    action: str
-    element_id: str | None
-    element_type: str | None
-    data: Any
-    hash: str
-
-
 class AuditVerification(BaseModel):
     ok: bool
     checked: int
@@ -35,18 +21,14 @@ class AuditVerification(BaseModel):
     problems: list[str]
 
 
-def _public(view: audit.AuditView) -> AuditRecordPublic:
-    return AuditRecordPublic.model_validate(view.__dict__)
-
-
 @router.get("/instances/{instance_id}/history")
-def instance_history(instance_id: str, _: HistoryReader, state: StateDep) -> list[AuditRecordPublic]:
+def instance_history(instance_id: str, _: HistoryReader, state: StateDep) -> list[audit.AuditView]:
     """Everything recorded about one instance, in the order it happened: elements entered, completed
     and cancelled, task completions with who and what, incidents, and the API operations on it."""
     with state.session_factory() as session:
         if instances.get(session, instance_id=instance_id) is None:
             raise HTTPException(404, detail=f"instance '{instance_id}' not found")
-        return [_public(view) for view in audit.instance_history(session, instance_id=instance_id)]
+        return audit.instance_history(session, instance_id=instance_id)
 
 
 @router.get("/audit")
@@ -58,11 +40,10 @@ def search_audit(
     action: str | None = None,
     after: Annotated[int, Query(ge=0, description="return records after this sequence number")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[AuditRecordPublic]:
+) -> list[audit.AuditView]:
     """The audit log in append order; page with `after` = the last `seq` you have."""
     with state.session_factory() as session:
-        rows = audit.search(session, instance_id=instance_id, actor=actor, action=action, after=after, limit=limit)
-        return [_public(view) for view in rows]
+        return audit.search(session, instance_id=instance_id, actor=actor, action=action, after=after, limit=limit)
 
 
 @router.get("/audit/verify")

@@ -4,17 +4,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
 from api.schemas import IncidentPublic, IncidentRetry
+from api.updates import execute_update
 from bpmn.runtime import check_variables
 from store import audit, incidents
 from workflows.contracts import (
-    INCIDENT_NOT_OPEN,
-    INVALID_VARIABLES,
     RETRY_INCIDENT_UPDATE,
     ProcessState,
     RetryIncidentInput,
@@ -63,23 +59,13 @@ async def retry_incident(
     if view is None:
         raise HTTPException(404, detail=f"incident '{incident_id}' not found")
     handle = temporal.get_workflow_handle(view.instance_id)
-    try:
-        await handle.execute_update(
-            RETRY_INCIDENT_UPDATE,
-            RetryIncidentInput(incident_id, body.variables, user.subject),
-            result_type=ProcessState,
-        )
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == INVALID_VARIABLES:
-            raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": cause.message}]) from None
-        if isinstance(cause, ApplicationError) and cause.type == INCIDENT_NOT_OPEN:
-            raise HTTPException(409, detail=f"incident '{incident_id}' is no longer open") from None
-        raise HTTPException(409, detail=f"incident '{incident_id}' could not be retried: {cause}") from None
-    except RPCError as err:
-        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise HTTPException(409, detail=f"incident '{incident_id}': its instance has ended") from None
-        raise
+    await execute_update(
+        handle,
+        RETRY_INCIDENT_UPDATE,
+        RetryIncidentInput(incident_id, body.variables, user.subject),
+        result_type=ProcessState,
+        subject=f"incident '{incident_id}'",
+    )
 
     def record() -> None:
         with state.session_factory.begin() as session:

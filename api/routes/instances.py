@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
 from api.schemas import (
@@ -22,6 +22,7 @@ from api.schemas import (
     VariablesUpdate,
 )
 from api.state import AppState
+from api.updates import execute_update
 from bpmn.definitions import start_input
 from bpmn.operators import UnknownOperatorError
 from bpmn.runtime import check_variables
@@ -209,16 +210,13 @@ async def set_variables(
         raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": str(err)}]) from None
     await _known(state, instance_id)
     handle = temporal.get_workflow_handle(instance_id)
-    try:
-        await handle.execute_update(
-            SET_VARIABLES_UPDATE, SetVariablesInput(body.variables, user.subject), result_type=ProcessState
-        )
-    except WorkflowUpdateFailedError as err:
-        raise HTTPException(409, detail=f"instance '{instance_id}': {err.cause}") from None
-    except RPCError as err:
-        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise HTTPException(409, detail=f"instance '{instance_id}' has ended") from None
-        raise
+    await execute_update(
+        handle,
+        SET_VARIABLES_UPDATE,
+        SetVariablesInput(body.variables, user.subject),
+        result_type=ProcessState,
+        subject=f"instance '{instance_id}'",
+    )
     await _audit(state, "instance.variables_set", user.subject, instance_id, {"variables": body.variables})
     return await get_instance(instance_id, user, state, temporal)
 

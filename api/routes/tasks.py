@@ -4,17 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import StateDep, TaskUser, TemporalDep
 from api.schemas import TaskComplete, TaskCompleted, TaskPublic
+from api.updates import execute_update
 from store import tasks
 from workflows.contracts import (
     COMPLETE_TASK_UPDATE,
-    INVALID_VARIABLES,
-    TASK_NOT_OPEN,
     CompleteTaskInput,
     CompleteTaskResult,
 )
@@ -56,22 +52,12 @@ async def complete_task(
     if row is None:
         raise HTTPException(404, detail=f"task '{task_id}' not found")
     handle = temporal.get_workflow_handle(row.instance_id)
-    try:
-        result = await handle.execute_update(
-            COMPLETE_TASK_UPDATE,
-            CompleteTaskInput(task_id=task_id, variables=body.variables, actor=user.subject),
-            id=f"complete/{task_id}/{user.subject}/{idempotency_key}" if idempotency_key else None,
-            result_type=CompleteTaskResult,
-        )
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == TASK_NOT_OPEN:
-            raise HTTPException(409, detail=f"task '{task_id}' is no longer open") from None
-        if isinstance(cause, ApplicationError) and cause.type == INVALID_VARIABLES:
-            raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": cause.message}]) from None
-        raise HTTPException(409, detail=f"task '{task_id}' could not be completed: {cause}") from None
-    except RPCError as err:
-        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise HTTPException(409, detail=f"task '{task_id}' is no longer open: its instance has ended") from None
-        raise HTTPException(503, detail=f"the engine could not be reached: {err.message}") from None
+    result = await execute_update(
+        handle,
+        COMPLETE_TASK_UPDATE,
+        CompleteTaskInput(task_id=task_id, variables=body.variables, actor=user.subject),
+        result_type=CompleteTaskResult,
+        subject=f"task '{task_id}'",
+        update_id=f"complete/{task_id}/{user.subject}/{idempotency_key}" if idempotency_key else None,
+    )
     return TaskCompleted(id=task_id, instance_id=row.instance_id, instance_status=result.instance_status)
