@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -77,6 +77,10 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     )
     for module in (health, deployments, definitions, instances, incidents, tasks, api_keys_routes, audit_routes):
         app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_redirect() -> RedirectResponse:
+        return RedirectResponse(f"{API_PREFIX}/docs")
 
     @app.exception_handler(RPCError)
     async def temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:

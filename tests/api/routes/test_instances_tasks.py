@@ -91,3 +91,11 @@ async def test_temporal_down_is_503_not_500(settings: Settings) -> None:
     assert response.status_code == 503, response.text
     assert "workflow engine is unavailable" in response.json()["detail"]
     assert health.status_code == 503 and health.json()["temporal"].startswith("error")
+
+
+async def test_openapi_document_and_docs(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/openapi.json")).json()
+    assert {"/api/v1/instances", "/api/v1/incidents/{incident_id}/retry", "/api/v1/audit/verify"} <= set(spec["paths"])
+    assert (await api.get("/docs")).status_code == 200
+    root = await api.get("http://testserver/docs")
+    assert root.status_code == 307 and root.headers["location"] == "/api/v1/docs"
