@@ -113,13 +113,13 @@ def quote_iso_timers(specs: list[Any]) -> None:
     for spec in specs:
         for task_spec in spec.task_specs.values():
             definition = getattr(task_spec, "event_definition", None)
-            for timer in _timer_definitions(definition):
+            for timer in timer_definitions(definition):
                 text = (timer.expression or "").strip()
                 if _ISO_LITERAL.match(text):
                     timer.expression = repr(text)
 
 
-def _timer_definitions(definition: Any) -> list[TimerEventDefinition]:
+def timer_definitions(definition: Any) -> list[TimerEventDefinition]:
     if isinstance(definition, TimerEventDefinition):
         return [definition]
     return [d for d in getattr(definition, "event_definitions", []) if isinstance(d, TimerEventDefinition)]
@@ -245,7 +245,7 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
                             file_name, upload, errors)  # fmt: skip
             for source, _target in task_spec.output_mappings:
                 _check_code(source, "eval", "output mapping", task_spec, file_name, upload, errors)
-        for timer in _timer_definitions(getattr(task_spec, "event_definition", None)):
+        for timer in timer_definitions(getattr(task_spec, "event_definition", None)):
             _check_timer(timer, task_spec, file_name, upload, errors)
 
 

@@ -24,7 +24,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition as 
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-from bpmn.definitions import _timer_definitions
+from bpmn.definitions import timer_definitions
 from bpmn.parser import ProcessSpec
 from bpmn.script_engine import RestrictedScriptEngine
 from bpmn.specs import ExternalServiceTask
@@ -82,7 +82,7 @@ def next_timer_deadline(workflow: BpmnWorkflow) -> datetime | None:
     """The earliest moment a waiting timer event can fire, or None if none waits."""
     deadlines: list[datetime] = []
     for task in workflow.get_tasks(state=TaskState.WAITING):
-        for timer in _timer_definitions(getattr(task.task_spec, "event_definition", None)):
+        for timer in timer_definitions(getattr(task.task_spec, "event_definition", None)):
             deadline = _deadline(task, timer)
             if deadline is not None:
                 deadlines.append(deadline)

@@ -77,7 +77,6 @@ class ProcessEngine:
         self._activities: dict[str, asyncio.Task[None]] = {}
         self._dispatches: dict[str, int] = {}  # service task id → activities started for it
         self._incidents: dict[str, Incident] = {}
-        self._all_incident_ids: list[str] = []
         self._published_incidents: set[str] = set()
         self._inbox: list[tuple[str, str, Any]] = []  # (kind, spiff task id, payload), in arrival order
         self._epoch = 0
@@ -109,6 +108,7 @@ class ProcessEngine:
             raise
         except _Failure as failure:
             self._status, self._error = "failed", str(failure)
+            self._record_transitions()  # what ran up to the failure, the failing element included
             self._record("instance.failed", data={"error": str(failure)})
             await self._close_everything("cancelled")
             raise ApplicationError(str(failure), type=MODEL_ERROR, non_retryable=True) from None
@@ -295,23 +295,21 @@ class ProcessEngine:
 
     def _raise_incident(self, task: Any, message: str, error_type: str | None = None) -> None:
         task_id = str(task.id)
-        number = sum(1 for incident_id in self._all_incident_ids if incident_id.startswith(task_id)) + 1
         incident = Incident(
-            id=f"{task_id}:{number}",
+            id=f"{task_id}:{self._dispatches.get(task_id, 0)}",  # one incident per failed dispatch at most
             task_id=task_id,
             element_id=runtime.element_id(task) or "",
             message=message,
             created_at=workflow.now().isoformat(),
             error_type=error_type,
         )
-        self._all_incident_ids.append(incident.id)
         self._incidents[incident.id] = incident
         self._record("incident.raised", element_id=incident.element_id, data={"message": message, "id": incident.id})
 
     def _close(self, task_id: str, outcome: str, actor: str | None) -> None:
         self._closed.append(ClosedTask(task_id, outcome, actor, workflow.now().isoformat()))
 
-    async def _publish_tasks(self) -> None:
+    async def _publish_tasks(self, *, audit_threshold: int = _AUDIT_BUFFER) -> None:
         """Write the inbox projection when the set of open tasks changed; nothing otherwise.
 
         A regular activity, not a local one: it is scheduled by the workflow task that opened the
@@ -339,8 +337,9 @@ class ProcessEngine:
             )
             self._published = set(self._open)
             self._published_incidents = set(self._incidents)
-        elif len(self._audit) >= _AUDIT_BUFFER:
-            # a long run of service tasks with nothing else to publish: keep the buffer bounded
+        elif self._audit and len(self._audit) >= audit_threshold:
+            # a long run of service tasks with nothing else to publish keeps the buffer bounded; an
+            # instance that fails or is cancelled has no result to carry its last entries
             audit, self._audit = self._audit, []
             await workflow.execute_activity(
                 AUDIT_ACTIVITY,
@@ -364,7 +363,7 @@ class ProcessEngine:
             self._close(task_id, outcome, None)
         self._open.clear()
         self._incidents.clear()
-        await self._publish_tasks()
+        await self._publish_tasks(audit_threshold=1)
 
     # -- user tasks ---------------------------------------------------------------------------
 

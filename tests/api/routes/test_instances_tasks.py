@@ -39,6 +39,10 @@ async def test_failed_script_fails_the_instance_naming_the_element(api: httpx.As
     instance = await start(api, "order_approval", {"price": "ten", "quantity": None})
     final = await wait_for(api, instance, "failed")
     assert "compute_total" in final["error"]
+    # a failed instance has no result to carry its last audit entries: they are written on the way out
+    history = (await api.get(f"/instances/{instance}/history")).json()
+    assert [r["action"] for r in history][-1] == "instance.failed"
+    assert ("element.entered", "compute_total") in [(r["action"], r["element_id"]) for r in history]
 
 
 async def test_two_approvers_complete_at_once_exactly_one_wins(api: httpx.AsyncClient) -> None:
