@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from bpmn.runtime import check_variables
+
+
+def _valid_names(variables: dict[str, Any]) -> dict[str, Any]:
+    check_variables(variables)  # its ValueError becomes a 422 naming the field
+    return variables
+
+
+# Process variables in a request: their names become names in model code, so they are checked here,
+# once, for every endpoint that takes them (the workflow checks again for callers that bypass the API).
+Variables = Annotated[dict[str, Any], AfterValidator(_valid_names)]
 
 
 class DefinitionPublic(BaseModel):
@@ -39,7 +51,7 @@ class DefinitionVersions(BaseModel):
 class InstanceCreate(BaseModel):
     definition_key: str = Field(min_length=1, max_length=255)
     version: int | None = Field(default=None, ge=1)
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: Variables = Field(default_factory=dict)
     business_key: str | None = Field(default=None, max_length=255)
 
 
@@ -61,11 +73,11 @@ class IncidentPublic(BaseModel):
 
 
 class IncidentRetry(BaseModel):
-    variables: dict[str, Any] = Field(default_factory=dict, description="set on the task before it runs again")
+    variables: Variables = Field(default_factory=dict, description="set on the task before it runs again")
 
 
 class VariablesUpdate(BaseModel):
-    variables: dict[str, Any] = Field(min_length=1)
+    variables: Variables = Field(min_length=1)
 
 
 class InstanceSummary(BaseModel):
@@ -110,7 +122,7 @@ class TaskPublic(BaseModel):
 
 
 class TaskComplete(BaseModel):
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: Variables = Field(default_factory=dict)
 
 
 class TaskCompleted(BaseModel):

@@ -8,7 +8,6 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
 from api.schemas import IncidentPublic, IncidentRetry
 from api.updates import execute_update
-from bpmn.runtime import check_variables
 from store import audit, incidents
 from workflows.contracts import (
     RETRY_INCIDENT_UPDATE,
@@ -46,10 +45,6 @@ async def retry_incident(
     incident_id: str, body: IncidentRetry, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> IncidentPublic:
     """Run the failed service task again, optionally after changing variables it reads."""
-    try:
-        check_variables(body.variables)
-    except ValueError as err:
-        raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": str(err)}]) from None
 
     def load() -> incidents.IncidentView | None:
         with state.session_factory() as session:

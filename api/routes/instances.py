@@ -25,7 +25,6 @@ from api.state import AppState
 from api.updates import execute_update
 from bpmn.definitions import start_input
 from bpmn.operators import UnknownOperatorError
-from bpmn.runtime import check_variables
 from store import audit, definitions, instances
 from workflows.contracts import (
     PROCESS_WORKFLOW,
@@ -53,10 +52,6 @@ _STATUS = {
 async def start_instance(
     body: InstanceCreate, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstanceCreated:
-    try:
-        check_variables(body.variables)
-    except ValueError as err:
-        raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": str(err)}]) from None
 
     def load() -> tuple[int, str, dict[str, str]]:
         with state.session_factory() as session:
@@ -204,10 +199,6 @@ async def set_variables(
     instance_id: str, body: VariablesUpdate, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstancePublic:
     """Set process variables on a running instance; the tasks that run next see them."""
-    try:
-        check_variables(body.variables)
-    except ValueError as err:
-        raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": str(err)}]) from None
     await _known(state, instance_id)
     handle = temporal.get_workflow_handle(instance_id)
     await execute_update(
