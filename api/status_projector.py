@@ -66,9 +66,15 @@ class StatusProjector:
             await asyncio.sleep(self._interval)
 
     async def sync_once(self) -> int:
-        query = f"WorkflowType = '{PROCESS_WORKFLOW}' AND ExecutionStatus != 'Running'"
-        if self._since is not None:
-            query += f" AND CloseTime > '{(self._since - _OVERLAP).isoformat()}'"
+        if self._since is None:
+            # First pass: closures older than the oldest instance the index has as running concern
+            # no row, so a restart does not rescan every instance the namespace ever closed.
+            oldest = await _in_thread(self._oldest_running)
+            self._since = (oldest or datetime.now(UTC)) - _OVERLAP
+        query = (
+            f"WorkflowType = '{PROCESS_WORKFLOW}' AND ExecutionStatus != 'Running'"
+            f" AND CloseTime > '{(self._since - _OVERLAP).isoformat()}'"
+        )
         closures: dict[str, tuple[str, datetime | None]] = {}
         trails: dict[str, list[AuditEntry]] = {}
         newest = self._since
@@ -94,6 +100,10 @@ class StatusProjector:
         handle = self._client.get_workflow_handle(instance_id, result_type=ProcessResult)
         result: ProcessResult = await handle.result()
         return result.audit
+
+    def _oldest_running(self) -> datetime | None:
+        with self._session_factory() as session:
+            return instances.oldest_running_start(session)
 
     def _still_running(self, ids: list[str]) -> list[str]:
         with self._session_factory() as session:

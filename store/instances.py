@@ -33,6 +33,15 @@ def get(session: Session, *, instance_id: str) -> Instance | None:
     return session.get(Instance, instance_id)
 
 
+def oldest_running_start(session: Session) -> datetime | None:
+    started = session.scalars(
+        select(Instance.started_at).where(Instance.status == "running").order_by(Instance.started_at).limit(1)
+    ).first()
+    if started is not None and started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)  # SQLite returns naive UTC
+    return started
+
+
 def still_running(session: Session, *, ids: list[str]) -> list[str]:
     """Of these instances, the ones the index still has as running, in the given order."""
     found = set(session.scalars(select(Instance.id).where(Instance.id.in_(ids), Instance.status == "running")).all())
