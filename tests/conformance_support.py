@@ -37,7 +37,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 
 from bpmn import runtime
-from bpmn.definitions import BPMN_NS, DeployableDefinition, _timer_definitions, load_process, validate_upload
+from bpmn.definitions import BPMN_NS, DeployableDefinition, load_process, timer_definitions, validate_upload
 
 
 def corpus_dir() -> Path:
@@ -344,7 +344,7 @@ def watch(case: Case, process_key: str) -> Watch:
         for task_spec in spec.task_specs.values():
             if task_spec.manual:
                 human.add(task_spec.bpmn_id)
-            for timer in _timer_definitions(getattr(task_spec, "event_definition", None)):
+            for timer in timer_definitions(getattr(task_spec, "event_definition", None)):
                 seconds = _timer_seconds(timer, case.start_data)
                 if seconds is not None and seconds <= TIMER_HORIZON:
                     due.add(task_spec.bpmn_id)
