@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from store import audit, incidents, tasks
+from store import audit, incidents, messages, tasks
 from workflows.contracts import AUDIT_ACTIVITY, SYNC_TASKS_ACTIVITY, AuditBatch, SyncTasksInput
 
 
@@ -24,6 +24,7 @@ class ProjectionActivities:
         with self._session_factory.begin() as session:
             tasks.sync(session, update=update)
             incidents.sync(session, update=update)
+            messages.sync(session, update=update)
             audit.append(session, records=audit.from_entries(update.instance_id, update.definition_key, update.audit))
 
     @activity.defn(name=AUDIT_ACTIVITY)

@@ -123,6 +123,8 @@ AdminUser = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 ModelerUser = Annotated[Principal, Depends(require_roles(Role.MODELER))]
 OperatorUser = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
 AuditorUser = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
+# Reads for the people who run production: operators act on what they see, auditors check it.
+OpsReader = Annotated[Principal, Depends(require_roles(Role.OPERATOR, Role.AUDITOR))]
 # The inbox: approvers work their tasks, operators step in for them.
 TaskUser = Annotated[Principal, Depends(require_roles(Role.APPROVER, Role.OPERATOR))]
 # Holds at least one platform role: a token from the provider with none of ours gets nothing.

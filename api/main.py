@@ -19,7 +19,7 @@ from aimatrix.settings import Settings, get_settings
 from aimatrix.temporal import connect
 from api.routes import api_keys as api_keys_routes
 from api.routes import audit as audit_routes
-from api.routes import definitions, deployments, health, incidents, instances, tasks
+from api.routes import definitions, deployments, health, incidents, instances, messages, tasks
 from api.state import AppState
 from api.status_projector import StatusProjector
 from store import api_keys
@@ -75,7 +75,17 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
     )
-    for module in (health, deployments, definitions, instances, incidents, tasks, api_keys_routes, audit_routes):
+    for module in (
+        health,
+        deployments,
+        definitions,
+        instances,
+        messages,
+        incidents,
+        tasks,
+        api_keys_routes,
+        audit_routes,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/docs", include_in_schema=False)

@@ -129,3 +129,42 @@ class TaskCompleted(BaseModel):
     id: str
     instance_id: str
     instance_status: str
+
+
+class MessagePublish(BaseModel):
+    name: str = Field(min_length=1, max_length=255, description="the `name` of the BPMN message")
+    correlation_key: str | None = Field(
+        default=None,
+        max_length=255,
+        description="matches the value of the message's `zeebe:subscription correlationKey` expression in "
+        "the waiting instance, or its business key when the message has none; a message that starts a "
+        "process gives the new instance this business key",
+    )
+    variables: Variables = Field(default_factory=dict, description="merged into the receiving instance")
+
+
+class MessageDelivered(BaseModel):
+    instance_id: str
+    element_id: str
+
+
+class MessageStarted(BaseModel):
+    instance_id: str
+    definition_key: str
+    version: int
+
+
+class MessageReceipt(BaseModel):
+    name: str
+    correlation_key: str | None
+    delivered: list[MessageDelivered] = Field(description="waiting instances that received it, one element each")
+    started: list[MessageStarted] = Field(description="instances started by a message start event")
+
+
+class MessageSubscriptionPublic(BaseModel):
+    instance_id: str
+    definition_key: str
+    element_id: str
+    message_name: str
+    correlation_key: str | None
+    created_at: datetime

@@ -26,6 +26,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
+from bpmn import messages
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
@@ -49,12 +50,10 @@ _UNSUPPORTED = {
     "compensateEventDefinition": "compensation events are not supported",
     "complexGateway": "complex gateways are not supported",
     "adHocSubProcess": "ad-hoc subprocesses are not supported",
-    "messageEventDefinition": "message events are not supported yet",
     "signalEventDefinition": "signal events are not supported yet",
     "conditionalEventDefinition": "conditional events are not supported yet",
     "eventBasedGateway": "event-based gateways are not supported yet",
     "sendTask": "send tasks are not supported yet",
-    "receiveTask": "receive tasks are not supported yet",
 }
 
 _ISO_LITERAL = re.compile(
@@ -89,6 +88,7 @@ class DeployableDefinition:
     name: str
     files: dict[str, str]  # file name → XML text, the main file first
     hash: str
+    message_starts: tuple[str, ...] = ()  # names of the messages that start it
 
 
 @dataclass
@@ -164,6 +164,8 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         local = etree.QName(element).localname
         message = _UNSUPPORTED.get(local)
         parent = element.getparent()
+        if local in ("messageEventDefinition", "receiveTask"):
+            message = _message_problem(root, element)
         if local == "timerEventDefinition" and parent is not None and etree.QName(parent).localname == "startEvent":
             message = "timer start events are not supported yet"
         if message is None:
@@ -171,6 +173,33 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         owner = element if element.get("id") and not local.endswith("Definition") else parent
         element_id = owner.get("id") if owner is not None else None
         errors.append(ModelError(name, element_id, element.sourceline, message))
+
+
+_MESSAGE_CATCHERS = ("intermediateCatchEvent", "boundaryEvent", "startEvent")
+_SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+
+
+def _message_problem(root: etree._Element, element: etree._Element) -> str | None:
+    """Why a message element cannot run here, or None. Catching runs; throwing is not built yet."""
+    owner = element if etree.QName(element).localname == "receiveTask" else element.getparent()
+    owner_kind = etree.QName(owner).localname if owner is not None else ""
+    if owner is None or owner_kind not in (*_MESSAGE_CATCHERS, "receiveTask"):
+        return f"message {owner_kind or 'event'}s (throwing a message) are not supported yet"
+    if owner_kind == "startEvent" and etree.QName(owner.getparent()).localname != "process":
+        return "message start events of subprocesses are not supported yet"
+    ref = element.get("messageRef")
+    found = root.xpath("//bpmn:message[@id=$id]", namespaces={"bpmn": BPMN_NS}, id=ref or "")
+    if not ref or not found or not (found[0].get("name") or "").strip():
+        return "a message event needs a messageRef to a bpmn:message that has a name"
+    uses_properties = root.xpath(
+        "//bpmn:correlationPropertyRetrievalExpression[@messageRef=$id]", namespaces={"bpmn": BPMN_NS}, id=ref
+    ) or owner.xpath(".//spiff:processVariableCorrelation", namespaces={"spiff": _SPIFF_NS})
+    if uses_properties:
+        return (
+            "correlation properties are not supported: give the bpmn:message a zeebe:subscription "
+            "correlationKey expression, or correlate by business key"
+        )
+    return None
 
 
 def _element_at(root: etree._Element | None, line: int | None) -> str | None:
@@ -247,6 +276,8 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
                 _check_code(source, "eval", "output mapping", task_spec, file_name, upload, errors)
         for timer in timer_definitions(getattr(task_spec, "event_definition", None)):
             _check_timer(timer, task_spec, file_name, upload, errors)
+        key = getattr(getattr(task_spec, "event_definition", None), "correlation_key_expression", None)
+        _check_code(key, "eval", "correlation key", task_spec, file_name, upload, errors)
 
 
 def _check_timer(
@@ -336,7 +367,11 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
             needed.extend(upload.dmn_files)
         texts = {name: upload.texts[name] for name in needed}
         name = parser.process_parsers[process_id].get_name() or process_id
-        definitions.append(DeployableDefinition(process_id, name, texts, content_hash(texts)))
+        definitions.append(
+            DeployableDefinition(
+                process_id, name, texts, content_hash(texts), message_starts=tuple(messages.start_names(process))
+            )
+        )
     if errors:
         raise ModelValidationError(errors)
     return definitions
@@ -389,6 +424,7 @@ def _specs_for(parser: AIMatrixParser, process_id: str) -> ProcessSpec:
     spec = parser.get_spec(process_id)
     subprocess_specs = parser.get_subprocess_specs(process_id)
     quote_iso_timers([spec, *subprocess_specs.values()])
+    messages.annotate([spec, *subprocess_specs.values()], parser.correlation_keys)
     return ProcessSpec(process_id, spec, subprocess_specs)
 
 

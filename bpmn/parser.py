@@ -96,6 +96,15 @@ class AIMatrixParser(SpiffBpmnParser):
 
     def __init__(self, validate_schema: bool = True) -> None:
         super().__init__(validator=VALIDATOR if validate_schema else None)
+        # message name → correlation key expression, from `zeebe:subscription` on `bpmn:message`
+        self.correlation_keys: dict[str, str] = {}
+
+    def add_bpmn_xml(self, bpmn: etree._Element, filename: str | None = None) -> None:
+        super().add_bpmn_xml(bpmn, filename)
+        for message in bpmn.xpath("//bpmn:message[@name]", namespaces=_ZEEBE):
+            found = message.xpath("./bpmn:extensionElements/zeebe:subscription/@correlationKey", namespaces=_ZEEBE)
+            if found and str(found[0]).strip():
+                self.correlation_keys[message.get("name")] = _zeebe_expression(str(found[0]).strip())
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.models import Definition, DefinitionFile
+from store.models import Definition, DefinitionFile, MessageStartEvent
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,14 @@ class StoredDefinition:
 
 
 def deploy(
-    session: Session, *, key: str, name: str, files: dict[str, str], digest: str, deployed_by: str | None
+    session: Session,
+    *,
+    key: str,
+    name: str,
+    files: dict[str, str],
+    digest: str,
+    deployed_by: str | None,
+    message_starts: tuple[str, ...] = (),
 ) -> StoredDefinition:
     """Store a new version unless this exact content is already the key's latest version.
 
@@ -57,6 +64,7 @@ def deploy(
                     DefinitionFile(definition_id=definition.id, file_name=file_name, content=content)
                     for file_name, content in files.items()
                 )
+                session.add_all(MessageStartEvent(definition_id=definition.id, message_name=m) for m in message_starts)
                 session.flush()
         except IntegrityError:
             continue

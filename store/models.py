@@ -120,6 +120,35 @@ class IncidentRow(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class MessageSubscriptionRow(Base):
+    """Elements waiting for a message, written with the inbox: how POST /messages finds instances."""
+
+    __tablename__ = "message_subscriptions"
+    __table_args__ = (
+        Index("ix_message_subscriptions_name_key", "message_name", "correlation_key", "created_at"),
+        Index("ix_message_subscriptions_instance", "instance_id"),
+    )
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    definition_key: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    element_id: Mapped[str] = mapped_column(String(255))
+    message_name: Mapped[str] = mapped_column(String(255))
+    correlation_key: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MessageStartEvent(Base):
+    """The messages that start a definition version (its top-level message start events)."""
+
+    __tablename__ = "message_start_events"
+    __table_args__ = (Index("ix_message_start_events_name", "message_name"),)
+
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), primary_key=True)
+    message_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
 class AuditRecord(Base):
     """The audit log: append-only, each row chained to the previous by a SHA-256 hash.
 

@@ -22,11 +22,13 @@ STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
 RETRY_INCIDENT_UPDATE = "retry_incident"
 SET_VARIABLES_UPDATE = "set_variables"
+DELIVER_MESSAGE_UPDATE = "deliver_message"
 
 # ApplicationError types the API maps to HTTP statuses.
 TASK_NOT_OPEN = "TaskNotOpen"
 INCIDENT_NOT_OPEN = "IncidentNotOpen"
 INSTANCE_NOT_RUNNING = "InstanceNotRunning"
+MESSAGE_NOT_WAITING = "MessageNotWaiting"
 # A worker raises ApplicationError(message, code, type=BPMN_ERROR, non_retryable=True) to throw the
 # BPMN error `code` at the service task: an error boundary event catches it, as in Camunda.
 BPMN_ERROR = "BpmnError"
@@ -60,6 +62,9 @@ class ProcessInput:
     business_key: str | None = None
     started_by: str | None = None
     operators: dict[str, OperatorRoute] = field(default_factory=dict)
+    # the message start event that starts it; its variables are `variables`
+    start_message: str | None = None
+    tenant: str | None = None
 
 
 @dataclass
@@ -108,6 +113,17 @@ class AuditEntry:
 
 
 @dataclass
+class MessageSubscription:
+    """An element waiting for a message; the API finds instances to deliver to through these."""
+
+    task_id: str
+    element_id: str
+    message_name: str
+    correlation_key: str | None
+    created_at: str
+
+
+@dataclass
 class SyncTasksInput:
     instance_id: str
     definition_key: str
@@ -116,6 +132,8 @@ class SyncTasksInput:
     closed_tasks: list[ClosedTask]
     incidents: list[Incident] = field(default_factory=list)  # every open incident of the instance
     audit: list[AuditEntry] = field(default_factory=list)
+    subscriptions: list[MessageSubscription] = field(default_factory=list)  # every open one
+    tenant: str | None = None
 
 
 @dataclass
@@ -124,6 +142,22 @@ class AuditBatch:
     definition_key: str
     version: int
     entries: list[AuditEntry]
+    tenant: str | None = None
+
+
+@dataclass
+class DeliverMessageInput:
+    name: str
+    correlation_key: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    actor: str | None = None
+
+
+@dataclass
+class DeliverMessageResult:
+    task_id: str
+    element_id: str
+    instance_status: str
 
 
 @dataclass

@@ -11,12 +11,15 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         COMPLETE_TASK_UPDATE,
+        DELIVER_MESSAGE_UPDATE,
         PROCESS_WORKFLOW,
         RETRY_INCIDENT_UPDATE,
         SET_VARIABLES_UPDATE,
         STATE_QUERY,
         CompleteTaskInput,
         CompleteTaskResult,
+        DeliverMessageInput,
+        DeliverMessageResult,
         ProcessInput,
         ProcessResult,
         ProcessState,
@@ -60,6 +63,15 @@ class ProcessWorkflow:
     @set_variables.validator
     def validate_set_variables(self, inp: SetVariablesInput) -> None:
         self._engine.check_set_variables(inp)
+
+    @workflow.update(name=DELIVER_MESSAGE_UPDATE)
+    async def deliver_message(self, inp: DeliverMessageInput) -> DeliverMessageResult:
+        return await self._engine.deliver_message(inp)
+
+    @deliver_message.validator
+    def validate_deliver_message(self, inp: DeliverMessageInput) -> None:
+        # a message nobody here waits for is refused before it reaches the history
+        self._engine.check_message(inp)
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> ProcessState:

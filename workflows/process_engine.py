@@ -21,11 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from bpmn import runtime
+from bpmn import messages, runtime
 from bpmn.definitions import load_process
 from workflows.contracts import (
     AUDIT_ACTIVITY,
@@ -33,6 +34,7 @@ from workflows.contracts import (
     INCIDENT_NOT_OPEN,
     INSTANCE_NOT_RUNNING,
     INVALID_VARIABLES,
+    MESSAGE_NOT_WAITING,
     MODEL_ERROR,
     SYNC_TASKS_ACTIVITY,
     TASK_NOT_OPEN,
@@ -41,7 +43,10 @@ from workflows.contracts import (
     ClosedTask,
     CompleteTaskInput,
     CompleteTaskResult,
+    DeliverMessageInput,
+    DeliverMessageResult,
     Incident,
+    MessageSubscription,
     OpenTask,
     ProcessInput,
     ProcessResult,
@@ -85,6 +90,9 @@ class ProcessEngine:
         self._audit: list[AuditEntry] = []
         self._audit_seq = 0
         self._details: dict[str, tuple[str | None, dict[str, Any] | None]] = {}  # task id → actor, data
+        self._subscriptions: dict[str, MessageSubscription] = {}  # task id → subscription, oldest first
+        self._published_subscriptions: set[str] = set()
+        self._delivered: dict[str, bool] = {}  # task id → whether the message it was sent reached it
 
     async def run(self) -> ProcessResult:
         self._record(
@@ -93,6 +101,8 @@ class ProcessEngine:
             data={"variables": self._input.variables, "business_key": self._input.business_key},
         )
         try:
+            if self._input.start_message is not None:
+                self._start_by_message(self._input.start_message)
             while True:
                 self._advance()
                 await self._publish_tasks()
@@ -121,6 +131,15 @@ class ProcessEngine:
 
     # -- the engine ---------------------------------------------------------------------------
 
+    def _start_by_message(self, name: str) -> None:
+        if not messages.start_by_message(self._bw, name):
+            raise _Failure(f"the process has no message start event for message '{name}'")
+        self._record(
+            "message.received",
+            actor=self._input.started_by,
+            data={"name": name, "correlation_key": self._input.business_key, "start": True},
+        )
+
     def _advance(self) -> None:
         inbox, self._inbox = self._inbox, []
         try:
@@ -132,6 +151,7 @@ class ProcessEngine:
             raise _Failure(_describe(err)) from None
         self._reconcile_activities()
         self._reconcile_human_tasks()
+        self._reconcile_subscriptions()
         self._record_transitions()
         self._epoch += 1
 
@@ -168,6 +188,15 @@ class ProcessEngine:
                          data={"variables": variables})  # fmt: skip
             task.set_data(**variables)
             self._activities.pop(task_id, None)  # the next reconcile starts a fresh activity
+        elif kind == "message":
+            variables, actor, name, key = payload
+            self._delivered[task_id] = task.has_state(TaskState.WAITING)
+            if not self._delivered[task_id]:
+                return  # it stopped waiting meanwhile (a boundary event won): the sender is told
+            self._record("message.received", element_id=runtime.element_id(task), actor=actor,
+                         data={"name": name, "correlation_key": key, "variables": variables})  # fmt: skip
+            self._details[task_id] = (actor, {"message": name, "variables": variables})
+            messages.deliver(task, variables)
         elif kind == "complete":
             variables, actor = payload
             self._details[task_id] = (actor, {"variables": variables})
@@ -258,6 +287,30 @@ class ProcessEngine:
                     documentation=view.documentation,
                 )
 
+    def _reconcile_subscriptions(self) -> None:
+        waits = {str(w.task.id): w for w in messages.waiting(self._bw)}
+        for task_id in list(self._subscriptions):
+            if task_id not in waits:
+                del self._subscriptions[task_id]
+        for task_id, wait in waits.items():
+            if task_id in self._subscriptions:
+                continue
+            try:
+                key = messages.correlation_value(wait)
+            except Exception as err:  # the model's expression over the model's data
+                _reraise_temporal(err)
+                raise _Failure(
+                    f"element '{wait.element_id}': its correlation key could not be computed: "
+                    f"{type(err).__name__}: {err}"
+                ) from None
+            self._subscriptions[task_id] = MessageSubscription(
+                task_id=task_id,
+                element_id=wait.element_id,
+                message_name=wait.message_name,
+                correlation_key=key if wait.key_expression is not None else self._input.business_key,
+                created_at=datetime.fromtimestamp(wait.task.last_state_change, UTC).isoformat(),
+            )
+
     def _record(
         self,
         action: str,
@@ -319,7 +372,8 @@ class ProcessEngine:
         """
         epoch = self._epoch
         incidents_changed = set(self._incidents) != self._published_incidents
-        if set(self._open) != self._published or self._closed or incidents_changed:
+        subscriptions_changed = set(self._subscriptions) != self._published_subscriptions
+        if set(self._open) != self._published or self._closed or incidents_changed or subscriptions_changed:
             closed, self._closed = self._closed, []
             audit, self._audit = self._audit, []
             await workflow.execute_activity(
@@ -332,18 +386,27 @@ class ProcessEngine:
                     closed_tasks=closed,
                     incidents=list(self._incidents.values()),
                     audit=audit,
+                    subscriptions=list(self._subscriptions.values()),
+                    tenant=self._input.tenant,
                 ),
                 start_to_close_timeout=_SYNC_TIMEOUT,
             )
             self._published = set(self._open)
             self._published_incidents = set(self._incidents)
+            self._published_subscriptions = set(self._subscriptions)
         elif self._audit and len(self._audit) >= audit_threshold:
             # a long run of service tasks with nothing else to publish keeps the buffer bounded; an
             # instance that fails or is cancelled has no result to carry its last entries
             audit, self._audit = self._audit, []
             await workflow.execute_activity(
                 AUDIT_ACTIVITY,
-                AuditBatch(self._input.instance_id, self._input.definition_key, self._input.version, audit),
+                AuditBatch(
+                    self._input.instance_id,
+                    self._input.definition_key,
+                    self._input.version,
+                    audit,
+                    tenant=self._input.tenant,
+                ),
                 start_to_close_timeout=_SYNC_TIMEOUT,
             )
         self._synced_epoch = epoch
@@ -363,6 +426,7 @@ class ProcessEngine:
             self._close(task_id, outcome, None)
         self._open.clear()
         self._incidents.clear()
+        self._subscriptions.clear()
         await self._publish_tasks(audit_threshold=1)
 
     # -- user tasks ---------------------------------------------------------------------------
@@ -400,6 +464,33 @@ class ProcessEngine:
         if self._status != "running":
             raise ApplicationError(f"the instance is {self._status}", type=INSTANCE_NOT_RUNNING, non_retryable=True)
         _check_variables(inp.variables)
+
+    async def deliver_message(self, inp: DeliverMessageInput) -> DeliverMessageResult:
+        subscription = self.check_message(inp)
+        del self._subscriptions[subscription.task_id]  # before yielding: one message per subscription
+        payload = (dict(inp.variables), inp.actor, inp.name, inp.correlation_key)
+        self._inbox.append(("message", subscription.task_id, payload))
+        await self._until_synced()
+        if not self._delivered.pop(subscription.task_id, False) and self._status == "running":
+            raise ApplicationError(
+                f"element '{subscription.element_id}' stopped waiting for message '{inp.name}'",
+                type=MESSAGE_NOT_WAITING,
+                non_retryable=True,
+            )
+        return DeliverMessageResult(subscription.task_id, subscription.element_id, self._status)
+
+    def check_message(self, inp: DeliverMessageInput) -> MessageSubscription:
+        if self._status != "running":
+            raise ApplicationError(f"the instance is {self._status}", type=INSTANCE_NOT_RUNNING, non_retryable=True)
+        _check_variables(inp.variables)
+        for subscription in self._subscriptions.values():
+            if subscription.message_name == inp.name and subscription.correlation_key == inp.correlation_key:
+                return subscription
+        raise ApplicationError(
+            f"no element waits for message '{inp.name}' with correlation key {inp.correlation_key!r}",
+            type=MESSAGE_NOT_WAITING,
+            non_retryable=True,
+        )
 
     async def _until_synced(self) -> None:
         """Return once the main loop has applied what was queued and published the result."""

@@ -48,7 +48,15 @@ def deploy(
     except ModelValidationError as err:
         raise HTTPException(422, detail=[e.__dict__ for e in err.errors]) from None
     stored = [
-        definitions.deploy(session, key=d.key, name=d.name, files=d.files, digest=d.hash, deployed_by=user.subject)
+        definitions.deploy(
+            session,
+            key=d.key,
+            name=d.name,
+            files=d.files,
+            digest=d.hash,
+            deployed_by=user.subject,
+            message_starts=d.message_starts,
+        )
         for d in deployable
     ]
     created = [d for d in stored if d.created]

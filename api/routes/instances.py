@@ -1,17 +1,16 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
+from api.launch import launch
 from api.schemas import (
     IncidentPublic,
     InstanceCreate,
@@ -23,11 +22,8 @@ from api.schemas import (
 )
 from api.state import AppState
 from api.updates import execute_update
-from bpmn.definitions import start_input
-from bpmn.operators import UnknownOperatorError
-from store import audit, definitions, instances
+from store import audit, instances
 from workflows.contracts import (
-    PROCESS_WORKFLOW,
     SET_VARIABLES_UPDATE,
     STATE_QUERY,
     ProcessResult,
@@ -52,54 +48,13 @@ _STATUS = {
 async def start_instance(
     body: InstanceCreate, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstanceCreated:
-
-    def load() -> tuple[int, str, dict[str, str]]:
-        with state.session_factory() as session:
-            found = definitions.get(session, key=body.definition_key, version=body.version)
-            if found is None:
-                version = f" version {body.version}" if body.version else ""
-                raise HTTPException(404, detail=f"definition '{body.definition_key}'{version} not found")
-            return found.version, found.hash, definitions.files(session, key=found.key, version=found.version)
-
-    version, digest, files = await run_in_threadpool(load)
-    instance_id = str(uuid.uuid4())
-    requested_at = datetime.now(UTC)  # the request comes before the instance's own first entry
-    try:
-        inp = await run_in_threadpool(
-            lambda: start_input(
-                instance_id=instance_id, key=body.definition_key, version=version, digest=digest, files=files,
-                variables=body.variables, business_key=body.business_key, started_by=user.subject,
-            )
-        )  # fmt: skip
-    except UnknownOperatorError as err:
-        # deployed while a pool existed that this API process does not know (configuration drift)
-        raise HTTPException(409, detail=f"definition '{body.definition_key}' cannot start here: {err}") from None
-    await temporal.start_workflow(
-        PROCESS_WORKFLOW,
-        inp,
-        id=instance_id,
-        task_queue=state.settings.engine_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    launched = await launch(
+        state, temporal, key=body.definition_key, version=body.version, variables=body.variables,
+        business_key=body.business_key, actor=user.subject,
+    )  # fmt: skip
+    return InstanceCreated(
+        id=launched.instance_id, definition_key=launched.key, version=launched.version, status="running"
     )
-
-    def record() -> None:
-        with state.session_factory.begin() as session:
-            instances.record_start(
-                session,
-                instance_id=instance_id,
-                key=body.definition_key,
-                version=version,
-                business_key=body.business_key,
-                started_by=user.subject,
-            )
-            audit.append(session, records=[audit.api_operation(
-                "instance.start_requested", actor=user.subject, instance_id=instance_id,
-                definition_key=body.definition_key, data={"version": version, "business_key": body.business_key},
-                at=requested_at,
-            )])  # fmt: skip
-
-    await run_in_threadpool(record)
-    return InstanceCreated(id=instance_id, definition_key=body.definition_key, version=version, status="running")
 
 
 @router.get("/instances")

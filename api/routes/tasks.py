@@ -31,6 +31,16 @@ def list_tasks(
     return [TaskPublic(**row.__dict__) for row in rows]
 
 
+@router.get("/tasks/{task_id}")
+def get_task(task_id: str, _: TaskUser, state: StateDep) -> TaskPublic:
+    """One task, open or closed (completed, or cancelled by the process, e.g. by a boundary event)."""
+    with state.session_factory() as session:
+        row = tasks.get(session, task_id=task_id)
+    if row is None:
+        raise HTTPException(404, detail=f"task '{task_id}' not found")
+    return TaskPublic(**row.__dict__)
+
+
 @router.post("/tasks/{task_id}/complete")
 async def complete_task(
     task_id: str,

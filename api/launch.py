@@ -1,0 +1,99 @@
+"""Starting an instance: shared by POST /instances and by messages that start processes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import HTTPException
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+
+from api.state import AppState
+from bpmn import messages
+from bpmn.definitions import load_process, start_input
+from bpmn.operators import UnknownOperatorError
+from store import audit, definitions, instances
+from workflows.contracts import PROCESS_WORKFLOW
+
+
+@dataclass(frozen=True)
+class Launched:
+    instance_id: str
+    key: str
+    version: int
+
+
+async def launch(
+    state: AppState,
+    temporal: Client,
+    *,
+    key: str,
+    version: int | None,
+    variables: dict[str, Any],
+    business_key: str | None,
+    actor: str,
+    start_message: str | None = None,
+) -> Launched:
+    """Start an instance of `key` (the latest version unless `version`), on `start_message` if given.
+
+    404: no such definition; 409: it cannot start this way (only message start events, or an
+    operator this API process does not know).
+    """
+
+    def load() -> tuple[int, str, dict[str, str]]:
+        with state.session_factory() as session:
+            found = definitions.get(session, key=key, version=version)
+            if found is None:
+                label = f" version {version}" if version else ""
+                raise HTTPException(404, detail=f"definition '{key}'{label} not found")
+            return found.version, found.hash, definitions.files(session, key=found.key, version=found.version)
+
+    found_version, digest, files = await run_in_threadpool(load)
+    instance_id = str(uuid.uuid4())
+    requested_at = datetime.now(UTC)  # the request comes before the instance's own first entry
+    if start_message is None:
+        process = await run_in_threadpool(load_process, files, key, digest)
+        if not messages.has_plain_start(process):
+            names = ", ".join(repr(n) for n in messages.start_names(process))
+            raise HTTPException(
+                409, detail=f"definition '{key}' starts only on a message ({names}): publish it with POST /messages"
+            )
+    try:
+        inp = await run_in_threadpool(
+            lambda: start_input(
+                instance_id=instance_id, key=key, version=found_version, digest=digest, files=files,
+                variables=variables, business_key=business_key, started_by=actor,
+            )
+        )  # fmt: skip
+    except UnknownOperatorError as err:
+        # deployed while a pool existed that this API process does not know (configuration drift)
+        raise HTTPException(409, detail=f"definition '{key}' cannot start here: {err}") from None
+    inp.start_message = start_message
+    await temporal.start_workflow(
+        PROCESS_WORKFLOW,
+        inp,
+        id=instance_id,
+        task_queue=state.settings.engine_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+
+    def record() -> None:
+        with state.session_factory.begin() as session:
+            instances.record_start(
+                session, instance_id=instance_id, key=key, version=found_version, business_key=business_key,
+                started_by=actor,
+            )  # fmt: skip
+            data: dict[str, Any] = {"version": found_version, "business_key": business_key}
+            if start_message is not None:
+                data["message"] = start_message
+            audit.append(session, records=[audit.api_operation(
+                "instance.start_requested", actor=actor, instance_id=instance_id, definition_key=key, data=data,
+                at=requested_at,
+            )])  # fmt: skip
+
+    await run_in_threadpool(record)
+    return Launched(instance_id, key, found_version)

@@ -1,0 +1,136 @@
+"""Message events: which elements wait for which message, and handing a message to one of them.
+
+Correlation is explicit, as in Camunda 8: a subscription's correlation key is the value of the
+`zeebe:subscription correlationKey` expression of its `bpmn:message`, evaluated over the process
+data when the element starts waiting; without one, it is the instance's business key. A message
+reaches a subscription whose message name and key both equal its own.
+
+Delivery bypasses Spiff's event manager on purpose: its correlation properties are evaluated over
+the payload with the script engine and would let one instance's message decide another's fate;
+here the engine picks the one task a message is for and fires it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.simple import NoneEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+
+from bpmn.parser import ProcessSpec
+
+# Tasks the engine runs before the start events exist (BpmnStartTask, StartEventSplit).
+_MAX_SETUP_STEPS = 10
+
+
+@dataclass(frozen=True)
+class MessageWait:
+    task: Task
+    element_id: str
+    message_name: str
+    key_expression: str | None
+
+
+def annotate(specs: list[Any], correlation_keys: dict[str, str]) -> None:
+    """Attach each message's correlation key expression to the event definitions that use it."""
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            definition = getattr(task_spec, "event_definition", None)
+            if isinstance(definition, MessageEventDefinition):
+                definition.correlation_key_expression = correlation_keys.get(definition.name)
+
+
+def waiting(workflow: BpmnWorkflow) -> list[MessageWait]:
+    """Elements waiting for a message, in the order they started waiting (start events excluded)."""
+    found = []
+    for task in workflow.event_manager.tasks.values():
+        definition = task.task_spec.event_definition
+        if not isinstance(definition, MessageEventDefinition) or isinstance(task.task_spec, StartEvent):
+            continue
+        if task.has_state(TaskState.WAITING):
+            key_expression = getattr(definition, "correlation_key_expression", None)
+            found.append(MessageWait(task, task.task_spec.bpmn_id, definition.name, key_expression))
+    return found
+
+
+def correlation_value(wait: MessageWait) -> str | None:
+    """The subscription's key: the expression's value as text (None when there is no expression)."""
+    if wait.key_expression is None:
+        return None
+    value = wait.task.workflow.script_engine.evaluate(wait.task, wait.key_expression)
+    if value is None:
+        return None
+    if isinstance(value, bool | int | float | str):
+        return str(value)
+    raise TypeError(f"a correlation key must be a string or a number, not {type(value).__name__}")
+
+
+def deliver(task: Task, payload: dict[str, Any]) -> None:
+    """Fire a waiting message element with `payload` as the message's variables."""
+    definition = task.task_spec.event_definition
+    variable = getattr(definition, "message_var", None)
+    if variable:
+        # SpiffArena's `spiffworkflow:messageVariable`: the payload lands in that one variable
+        task.internal_data[definition.name] = dict(payload)
+    else:
+        task.set_data(**payload)  # Camunda's rule: message variables merge into the process
+    task._set_internal_data(event_fired=True)
+    task.task_spec._update(task)
+
+
+def start_names(process: ProcessSpec) -> list[str]:
+    """The messages that start the process: message start events of its top level."""
+    return sorted(
+        {
+            spec.event_definition.name
+            for spec in process.spec.task_specs.values()
+            if isinstance(spec, StartEvent) and isinstance(spec.event_definition, MessageEventDefinition)
+        }
+    )
+
+
+def has_plain_start(process: ProcessSpec) -> bool:
+    return any(
+        isinstance(spec, StartEvent) and isinstance(spec.event_definition, NoneEventDefinition)
+        for spec in process.spec.task_specs.values()
+    )
+
+
+def start_by_message(workflow: BpmnWorkflow, name: str) -> bool:
+    """Fire the message start event `name` and withdraw the other start events. False if none.
+
+    Spiff fires a none start event as soon as it is ready, so this runs before the first engine
+    pass: it advances only to where the start events exist, then picks one.
+    """
+    for _ in range(_MAX_SETUP_STEPS):
+        starts = [t for t in workflow.get_tasks() if isinstance(t.task_spec, StartEvent)]
+        if starts and all(t.has_state(TaskState.READY | TaskState.WAITING) for t in starts):
+            break
+        ready = [t for t in workflow.get_tasks(state=TaskState.READY) if not isinstance(t.task_spec, StartEvent)]
+        if not ready:
+            return False
+        ready[0].run()
+    else:
+        return False
+    target = next(
+        (
+            t
+            for t in starts
+            if isinstance(t.task_spec.event_definition, MessageEventDefinition)
+            and t.task_spec.event_definition.name == name
+        ),
+        None,
+    )
+    if target is None:
+        return False
+    for other in starts:
+        if other is not target:
+            other.cancel()
+    target._set_internal_data(event_fired=True)
+    target.task_spec._update(target)
+    return True
