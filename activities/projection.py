@@ -25,7 +25,8 @@ class ProjectionActivities:
             tasks.sync(session, update=update)
             incidents.sync(session, update=update)
             messages.sync(session, update=update)
-            audit.append(session, records=audit.from_entries(update.instance_id, update.definition_key, update.audit))
+            records = audit.from_entries(update.instance_id, update.definition_key, update.audit, update.tenant)
+            audit.append(session, records=records)
 
     @activity.defn(name=AUDIT_ACTIVITY)
     async def write_audit(self, batch: AuditBatch) -> None:
@@ -33,4 +34,5 @@ class ProjectionActivities:
 
     def _write_audit(self, batch: AuditBatch) -> None:
         with self._session_factory.begin() as session:
-            audit.append(session, records=audit.from_entries(batch.instance_id, batch.definition_key, batch.entries))
+            records = audit.from_entries(batch.instance_id, batch.definition_key, batch.entries, batch.tenant)
+            audit.append(session, records=records)

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     oidc_subject_claim: str = Field(default="sub", min_length=1, alias="AIMATRIX_OIDC_SUBJECT_CLAIM")
     oidc_roles_claim: str = Field(default="roles", min_length=1, alias="AIMATRIX_OIDC_ROLES_CLAIM")
     oidc_groups_claim: str = Field(default="groups", min_length=1, alias="AIMATRIX_OIDC_GROUPS_CLAIM")
+    # A token without this claim is platform-wide, like an API key without a tenant.
+    oidc_tenant_claim: str = Field(default="tenant", min_length=1, alias="AIMATRIX_OIDC_TENANT_CLAIM")
     # Clock skew between the provider and this host; small, so an expired token stays refused.
     oidc_leeway_seconds: float = Field(default=30, ge=0, le=300, alias="AIMATRIX_OIDC_LEEWAY_SECONDS")
     oidc_jwks_timeout_seconds: float = Field(default=5, gt=0, le=60, alias="AIMATRIX_OIDC_JWKS_TIMEOUT_SECONDS")

@@ -47,6 +47,7 @@ class VerifiedToken:
     subject: str
     roles: frozenset[str]
     groups: frozenset[str]
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class OidcConfig:
     subject_claim: str
     roles_claim: str
     groups_claim: str
+    tenant_claim: str
     leeway: float
     jwks_url: str | None
     jwks_file: Path | None
@@ -77,6 +79,7 @@ class OidcConfig:
             subject_claim=settings.oidc_subject_claim,
             roles_claim=settings.oidc_roles_claim,
             groups_claim=settings.oidc_groups_claim,
+            tenant_claim=settings.oidc_tenant_claim,
             leeway=settings.oidc_leeway_seconds,
             jwks_url=settings.oidc_jwks_url,
             jwks_file=settings.oidc_jwks_file,
@@ -289,10 +292,14 @@ class TokenVerifier:
         subject = _claim(claims, config.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise InvalidTokenError(f"token has no '{config.subject_claim}' claim naming the user")
+        tenant = _claim(claims, config.tenant_claim)
+        if tenant is not None and (not isinstance(tenant, str) or not tenant):
+            raise InvalidTokenError(f"token claim '{config.tenant_claim}' must be a non-empty string")
         return VerifiedToken(
             subject=subject,
             roles=_names(claims, config.roles_claim),
             groups=_names(claims, config.groups_claim),
+            tenant=tenant,
         )
 
 

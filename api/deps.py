@@ -51,7 +51,7 @@ class Principal:
     subject: str
     roles: frozenset[str]
     groups: frozenset[str] = frozenset()
-    # Set on API keys today; tokens will carry it once tenants arrive.
+    # From the key's record or the token's tenant claim; None: platform-wide (sees every tenant).
     tenant: str | None = None
 
     def has_any_role(self, roles: Iterable[str]) -> bool:
@@ -81,7 +81,7 @@ def get_current_user(
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"bearer tokens cannot be checked now: {err}"
             ) from None
-        return Principal(subject=verified.subject, roles=verified.roles, groups=verified.groups)
+        return Principal(subject=verified.subject, roles=verified.roles, groups=verified.groups, tenant=verified.tenant)
     with state.session_factory() as session:
         key = api_keys.find(session, key=token)
         if key is None:

@@ -36,23 +36,26 @@ async def launch(
     variables: dict[str, Any],
     business_key: str | None,
     actor: str,
+    tenant: str | None,
     start_message: str | None = None,
 ) -> Launched:
     """Start an instance of `key` (the latest version unless `version`), on `start_message` if given.
 
-    404: no such definition; 409: it cannot start this way (only message start events, or an
-    operator this API process does not know).
+    404: no such definition visible to a caller of `tenant`; 409: it cannot start this way (only
+    message start events, or an operator this API process does not know). The instance belongs to
+    the definition's tenant.
     """
 
-    def load() -> tuple[int, str, dict[str, str]]:
+    def load() -> tuple[int, str, dict[str, str], str | None]:
         with state.session_factory() as session:
-            found = definitions.get(session, key=key, version=version)
+            found = definitions.get(session, key=key, version=version, tenant=tenant)
             if found is None:
                 label = f" version {version}" if version else ""
                 raise HTTPException(404, detail=f"definition '{key}'{label} not found")
-            return found.version, found.hash, definitions.files(session, key=found.key, version=found.version)
+            files = definitions.files(session, key=found.key, version=found.version)
+            return found.version, found.hash, files, found.tenant
 
-    found_version, digest, files = await run_in_threadpool(load)
+    found_version, digest, files, owner = await run_in_threadpool(load)
     instance_id = str(uuid.uuid4())
     requested_at = datetime.now(UTC)  # the request comes before the instance's own first entry
     if start_message is None:
@@ -73,6 +76,7 @@ async def launch(
         # deployed while a pool existed that this API process does not know (configuration drift)
         raise HTTPException(409, detail=f"definition '{key}' cannot start here: {err}") from None
     inp.start_message = start_message
+    inp.tenant = owner
     await temporal.start_workflow(
         PROCESS_WORKFLOW,
         inp,
@@ -85,14 +89,14 @@ async def launch(
         with state.session_factory.begin() as session:
             instances.record_start(
                 session, instance_id=instance_id, key=key, version=found_version, business_key=business_key,
-                started_by=actor,
+                started_by=actor, tenant=owner,
             )  # fmt: skip
             data: dict[str, Any] = {"version": found_version, "business_key": business_key}
             if start_message is not None:
                 data["message"] = start_message
             audit.append(session, records=[audit.api_operation(
                 "instance.start_requested", actor=actor, instance_id=instance_id, definition_key=key, data=data,
-                at=requested_at,
+                at=requested_at, tenant=owner,
             )])  # fmt: skip
 
     await run_in_threadpool(record)

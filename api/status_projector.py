@@ -114,7 +114,7 @@ class StatusProjector:
             changed = instances.record_closed(session, closures=closures)
             for instance_id, entries in trails.items():
                 row = instances.get(session, instance_id=instance_id)
-                key = row.definition_key if row else ""
+                key, tenant = (row.definition_key, row.tenant) if row else ("", None)
                 # entries already stored (an earlier pass, the overlap window) are skipped
-                audit.append(session, records=audit.from_entries(instance_id, key, entries))
+                audit.append(session, records=audit.from_entries(instance_id, key, entries, tenant))
             return changed

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.models import ApiKey
+from store.tenancy import scoped, visible
 
 KEY_PREFIX = "amx_"
 
@@ -73,17 +74,20 @@ def create(
     return row
 
 
-def list_all(session: Session, *, include_revoked: bool = False) -> list[ApiKey]:
-    query = select(ApiKey).order_by(ApiKey.id)
+def list_all(session: Session, *, include_revoked: bool = False, tenant: str | None = None) -> list[ApiKey]:
+    query = scoped(select(ApiKey), ApiKey.tenant, tenant).order_by(ApiKey.id)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
     return list(session.scalars(query))
 
 
-def revoke(session: Session, *, key_id: int) -> ApiKey | None:
-    """Mark the key revoked (idempotent: the first revocation time is kept); None if there is no such key."""
+def revoke(session: Session, *, key_id: int, tenant: str | None = None) -> ApiKey | None:
+    """Mark the key revoked (idempotent: the first revocation time is kept); None if there is no such key
+    that a caller of `tenant` may see."""
     row = session.get(ApiKey, key_id)
-    if row is not None and row.revoked_at is None:
+    if row is None or not visible(row.tenant, tenant):
+        return None
+    if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
     return row
 

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from store.models import AuditHead, AuditRecord
+from store.tenancy import scoped
 from workflows.contracts import AuditEntry
 
 GENESIS = "0" * 64
@@ -36,10 +37,15 @@ class NewRecord:
     element_id: str | None = None
     element_type: str | None = None
     data: dict[str, Any] | None = None
+    tenant: str | None = None
 
 
 def record_hash(fields: dict[str, Any], prev_hash: str) -> str:
-    canonical = json.dumps([prev_hash, *(fields[name] for name in _HASHED)], separators=(",", ":"), sort_keys=True)
+    values = [prev_hash, *(fields[name] for name in _HASHED)]
+    if fields.get("tenant") is not None:
+        # hashed only when set, so rows written before tenants existed keep their hashes
+        values.append({"tenant": fields["tenant"]})
+    canonical = json.dumps(values, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -71,6 +77,7 @@ def append(session: Session, *, records: Iterable[NewRecord]) -> int:
             "element_id": record.element_id,
             "element_type": record.element_type,
             "data": _canonical(record.data),
+            "tenant": record.tenant,
         }
         digest = record_hash(fields, prev)
         session.add(AuditRecord(**fields, prev_hash=prev, hash=digest))
@@ -96,12 +103,14 @@ def _without_stored(session: Session, records: list[NewRecord]) -> list[NewRecor
     return [r for r in records if r.instance_id is None or (r.instance_id, r.instance_seq) not in stored]
 
 
-def from_entries(instance_id: str, definition_key: str, entries: Iterable[AuditEntry]) -> list[NewRecord]:
+def from_entries(
+    instance_id: str, definition_key: str, entries: Iterable[AuditEntry], tenant: str | None = None
+) -> list[NewRecord]:
     return [
         NewRecord(
             action=e.action, occurred_at=e.at, instance_id=instance_id, instance_seq=e.seq,
             definition_key=definition_key, actor=e.actor, element_id=e.element_id, element_type=e.element_type,
-            data=e.data,
+            data=e.data, tenant=tenant,
         )
         for e in entries
     ]  # fmt: skip
@@ -109,11 +118,11 @@ def from_entries(instance_id: str, definition_key: str, entries: Iterable[AuditE
 
 def api_operation(
     action: str, *, actor: str, instance_id: str | None = None, definition_key: str | None = None,
-    data: dict[str, Any] | None = None, at: datetime | None = None,
+    data: dict[str, Any] | None = None, at: datetime | None = None, tenant: str | None = None,
 ) -> NewRecord:  # fmt: skip
     return NewRecord(
         action=action, occurred_at=(at or datetime.now(UTC)).isoformat(), instance_id=instance_id,
-        definition_key=definition_key, actor=actor, data=data,
+        definition_key=definition_key, actor=actor, data=data, tenant=tenant,
     )  # fmt: skip
 
 
@@ -130,12 +139,13 @@ class AuditView:
     element_type: str | None
     data: Any
     hash: str
+    tenant: str | None = None
 
 
 def _view(row: AuditRecord) -> AuditView:
     return AuditView(
         row.seq, row.instance_id, row.instance_seq, row.definition_key, row.occurred_at, row.actor, row.action,
-        row.element_id, row.element_type, json.loads(row.data) if row.data else None, row.hash,
+        row.element_id, row.element_type, json.loads(row.data) if row.data else None, row.hash, row.tenant,
     )  # fmt: skip
 
 
@@ -149,9 +159,9 @@ def instance_history(session: Session, *, instance_id: str) -> list[AuditView]:
 
 def search(
     session: Session, *, instance_id: str | None = None, actor: str | None = None, action: str | None = None,
-    after: int = 0, limit: int = 100,
+    after: int = 0, limit: int = 100, tenant: str | None = None,
 ) -> list[AuditView]:  # fmt: skip
-    query = select(AuditRecord).where(AuditRecord.seq > after)
+    query = scoped(select(AuditRecord).where(AuditRecord.seq > after), AuditRecord.tenant, tenant)
     if instance_id:
         query = query.where(AuditRecord.instance_id == instance_id)
     if actor:
@@ -191,7 +201,7 @@ def verify(session: Session) -> Verification:
             problems.append(f"rows {expected_seq}..{row.seq - 1} are missing")
         if row.prev_hash != prev:
             problems.append(f"row {row.seq} does not follow the row before it (deleted, inserted or reordered)")
-        fields = {name: getattr(row, name) for name in _HASHED}
+        fields = {name: getattr(row, name) for name in (*_HASHED, "tenant")}
         if record_hash(fields, row.prev_hash) != row.hash:
             problems.append(f"row {row.seq} was changed after it was written")
         expected_seq, prev = row.seq + 1, row.hash

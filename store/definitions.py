@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.models import Definition, DefinitionFile, MessageStartEvent
+from store.tenancy import scoped
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class StoredDefinition:
     main_file: str
     deployed_at: datetime
     created: bool  # False when the same content was already deployed
+    tenant: str | None = None
+
+
+class KeyTaken(Exception):
+    """The process id is already deployed by another tenant: keys are global, and owned by one."""
 
 
 def deploy(
@@ -32,6 +38,7 @@ def deploy(
     digest: str,
     deployed_by: str | None,
     message_starts: tuple[str, ...] = (),
+    tenant: str | None = None,
 ) -> StoredDefinition:
     """Store a new version unless this exact content is already the key's latest version.
 
@@ -45,6 +52,8 @@ def deploy(
         latest = session.scalars(
             select(Definition).where(Definition.key == key).order_by(Definition.version.desc()).limit(1)
         ).first()
+        if latest is not None and latest.tenant != tenant:
+            raise KeyTaken(key)
         if latest is not None and latest.hash == digest:
             return _stored(latest, created=False)
         definition = Definition(
@@ -55,6 +64,7 @@ def deploy(
             main_file=next(iter(files)),
             deployed_at=datetime.now(UTC),
             deployed_by=deployed_by,
+            tenant=tenant,
         )
         try:
             with session.begin_nested():
@@ -73,26 +83,28 @@ def deploy(
 
 
 def _stored(row: Definition, *, created: bool) -> StoredDefinition:
-    return StoredDefinition(row.key, row.version, row.hash, row.name, row.main_file, row.deployed_at, created)
-
-
-def list_latest(session: Session) -> list[StoredDefinition]:
-    latest = select(Definition.key, func.max(Definition.version).label("version")).group_by(Definition.key).subquery()
-    rows = session.scalars(
-        select(Definition)
-        .join(latest, (Definition.key == latest.c.key) & (Definition.version == latest.c.version))
-        .order_by(Definition.key)
+    return StoredDefinition(
+        row.key, row.version, row.hash, row.name, row.main_file, row.deployed_at, created, row.tenant
     )
+
+
+def list_latest(session: Session, *, tenant: str | None = None) -> list[StoredDefinition]:
+    latest = select(Definition.key, func.max(Definition.version).label("version")).group_by(Definition.key).subquery()
+    query = select(Definition).join(latest, (Definition.key == latest.c.key) & (Definition.version == latest.c.version))
+    rows = session.scalars(scoped(query, Definition.tenant, tenant).order_by(Definition.key))
     return [_stored(row, created=False) for row in rows]
 
 
-def versions(session: Session, *, key: str) -> list[StoredDefinition]:
-    rows = session.scalars(select(Definition).where(Definition.key == key).order_by(Definition.version))
-    return [_stored(row, created=False) for row in rows]
+def versions(session: Session, *, key: str, tenant: str | None = None) -> list[StoredDefinition]:
+    query = scoped(select(Definition).where(Definition.key == key), Definition.tenant, tenant)
+    return [_stored(row, created=False) for row in session.scalars(query.order_by(Definition.version))]
 
 
-def get(session: Session, *, key: str, version: int | None = None) -> StoredDefinition | None:
-    query = select(Definition).where(Definition.key == key)
+def get(
+    session: Session, *, key: str, version: int | None = None, tenant: str | None = None
+) -> StoredDefinition | None:
+    """`tenant`: the caller's (None: every tenant's); another tenant's definition is not found."""
+    query = scoped(select(Definition).where(Definition.key == key), Definition.tenant, tenant)
     query = query.where(Definition.version == version) if version else query.order_by(Definition.version.desc())
     row = session.scalars(query.limit(1)).first()
     return _stored(row, created=False) if row else None

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import IncidentRow
+from store.tenancy import scoped, visible
 from workflows.contracts import SyncTasksInput
 
 
@@ -32,6 +33,7 @@ def sync(session: Session, *, update: SyncTasksInput) -> None:
                 error_type=incident.error_type,
                 state="open",
                 created_at=datetime.fromisoformat(incident.created_at),
+                tenant=update.tenant,
             )
         )
     still_open = {incident.id for incident in update.incidents}
@@ -53,19 +55,26 @@ class IncidentView:
     state: str
     created_at: datetime
     resolved_at: datetime | None
+    tenant: str | None = None
 
 
 def _view(row: IncidentRow) -> IncidentView:
     return IncidentView(
         row.id, row.instance_id, row.definition_key, row.version, row.element_id, row.message, row.error_type,
-        row.state, row.created_at, row.resolved_at,
+        row.state, row.created_at, row.resolved_at, row.tenant,
     )  # fmt: skip
 
 
 def list_incidents(
-    session: Session, *, instance_id: str | None = None, state: str | None = "open", limit: int = 100, offset: int = 0
+    session: Session,
+    *,
+    instance_id: str | None = None,
+    state: str | None = "open",
+    limit: int = 100,
+    offset: int = 0,
+    tenant: str | None = None,
 ) -> list[IncidentView]:
-    query = select(IncidentRow)
+    query = scoped(select(IncidentRow), IncidentRow.tenant, tenant)
     if instance_id:
         query = query.where(IncidentRow.instance_id == instance_id)
     if state:
@@ -74,6 +83,6 @@ def list_incidents(
     return [_view(row) for row in session.scalars(query)]
 
 
-def get(session: Session, *, incident_id: str) -> IncidentView | None:
+def get(session: Session, *, incident_id: str, tenant: str | None = None) -> IncidentView | None:
     row = session.get(IncidentRow, incident_id)
-    return _view(row) if row else None
+    return _view(row) if row is not None and visible(row.tenant, tenant) else None

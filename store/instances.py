@@ -11,10 +11,18 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Instance
+from store.tenancy import scoped, visible
 
 
 def record_start(
-    session: Session, *, instance_id: str, key: str, version: int, business_key: str | None, started_by: str | None
+    session: Session,
+    *,
+    instance_id: str,
+    key: str,
+    version: int,
+    business_key: str | None,
+    started_by: str | None,
+    tenant: str | None = None,
 ) -> None:
     session.add(
         Instance(
@@ -25,12 +33,15 @@ def record_start(
             started_at=datetime.now(UTC),
             started_by=started_by,
             status="running",
+            tenant=tenant,
         )
     )
 
 
-def get(session: Session, *, instance_id: str) -> Instance | None:
-    return session.get(Instance, instance_id)
+def get(session: Session, *, instance_id: str, tenant: str | None = None) -> Instance | None:
+    """The instance, if a caller of `tenant` may see it (None: every tenant's)."""
+    row = session.get(Instance, instance_id)
+    return row if row is not None and visible(row.tenant, tenant) else None
 
 
 def oldest_running_start(session: Session) -> datetime | None:
@@ -69,6 +80,7 @@ class InstanceFilter:
     business_key: str | None = None
     started_after: datetime | None = None
     started_before: datetime | None = None
+    tenant: str | None = None  # the caller's; None spans every tenant
 
 
 class BadCursor(ValueError):
@@ -93,7 +105,7 @@ def list_page(
     session: Session, *, where: InstanceFilter, limit: int, cursor: str | None = None
 ) -> tuple[list[Instance], str | None]:
     """Newest first, keyset-paginated: a page costs the same at instance 100 and 100,000."""
-    query = select(Instance)
+    query = scoped(select(Instance), Instance.tenant, where.tenant)
     if where.status:
         query = query.where(Instance.status == where.status)
     if where.definition_key:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from store.models import Definition, MessageStartEvent, MessageSubscriptionRow
+from store.tenancy import scoped
 from workflows.contracts import SyncTasksInput
 
 
@@ -36,6 +37,7 @@ def sync(session: Session, *, update: SyncTasksInput) -> None:
                 message_name=subscription.message_name,
                 correlation_key=subscription.correlation_key,
                 created_at=datetime.fromisoformat(subscription.created_at),
+                tenant=update.tenant,
             )
         )
 
@@ -48,10 +50,18 @@ class Waiting:
 
 
 def waiting(
-    session: Session, *, name: str, correlation_key: str | None, instance_id: str | None = None, limit: int = 1000
+    session: Session,
+    *,
+    name: str,
+    correlation_key: str | None,
+    instance_id: str | None = None,
+    limit: int = 1000,
+    tenant: str | None = None,
 ) -> list[Waiting]:
-    """Instances with an element waiting for this message and key, oldest subscription first, each once."""
+    """Instances with an element waiting for this message and key, oldest subscription first, each once.
+    A tenant's message reaches only its own instances."""
     query = select(MessageSubscriptionRow).where(MessageSubscriptionRow.message_name == name)
+    query = scoped(query, MessageSubscriptionRow.tenant, tenant)
     if correlation_key is None:
         query = query.where(MessageSubscriptionRow.correlation_key.is_(None))
     else:
@@ -76,9 +86,15 @@ class SubscriptionView:
 
 
 def list_subscriptions(
-    session: Session, *, name: str | None = None, instance_id: str | None = None, limit: int = 100, offset: int = 0
+    session: Session,
+    *,
+    name: str | None = None,
+    instance_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    tenant: str | None = None,
 ) -> list[SubscriptionView]:
-    query = select(MessageSubscriptionRow)
+    query = scoped(select(MessageSubscriptionRow), MessageSubscriptionRow.tenant, tenant)
     if name is not None:
         query = query.where(MessageSubscriptionRow.message_name == name)
     if instance_id is not None:
@@ -98,15 +114,15 @@ class Starter:
     version: int
 
 
-def starters(session: Session, *, name: str) -> list[Starter]:
+def starters(session: Session, *, name: str, tenant: str | None = None) -> list[Starter]:
     """Definitions whose latest version starts on this message (as in Camunda, older versions' message
     start events are replaced by the newest one's)."""
     latest = select(Definition.key, func.max(Definition.version).label("version")).group_by(Definition.key).subquery()
-    rows = session.execute(
+    query = (
         select(Definition.key, Definition.version)
         .join(latest, (Definition.key == latest.c.key) & (Definition.version == latest.c.version))
         .join(MessageStartEvent, MessageStartEvent.definition_id == Definition.id)
         .where(MessageStartEvent.message_name == name)
-        .order_by(Definition.key)
     )
+    rows = session.execute(scoped(query, Definition.tenant, tenant).order_by(Definition.key))
     return [Starter(key, version) for key, version in rows]

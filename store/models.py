@@ -27,6 +27,7 @@ class Definition(Base):
     main_file: Mapped[str] = mapped_column(String(255))
     deployed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deployed_by: Mapped[str | None] = mapped_column(String(255))
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class DefinitionFile(Base):
@@ -49,6 +50,7 @@ class Instance(Base):
         Index("ix_instances_started", "started_at", "id"),
         Index("ix_instances_status_started", "status", "started_at"),
         Index("ix_instances_key_version_started", "definition_key", "version", "started_at"),
+        Index("ix_instances_tenant_started", "tenant", "started_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -59,6 +61,7 @@ class Instance(Base):
     started_by: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tenant: Mapped[str | None] = mapped_column(String(255))
 
 
 class HumanTask(Base):
@@ -81,6 +84,7 @@ class HumanTask(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_by: Mapped[str | None] = mapped_column(String(255))
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class ApiKey(Base):
@@ -118,6 +122,7 @@ class IncidentRow(Base):
     state: Mapped[str] = mapped_column(String(16))  # open | resolved
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class MessageSubscriptionRow(Base):
@@ -137,6 +142,7 @@ class MessageSubscriptionRow(Base):
     message_name: Mapped[str] = mapped_column(String(255))
     correlation_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class MessageStartEvent(Base):
@@ -173,6 +179,7 @@ class AuditRecord(Base):
     data: Mapped[str | None] = mapped_column(Text)  # canonical JSON, as hashed
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class AuditHead(Base):

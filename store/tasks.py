@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.models import HumanTask
+from store.tenancy import scoped, visible
 from workflows.contracts import SyncTasksInput
 
 
@@ -32,6 +33,7 @@ def sync(session: Session, *, update: SyncTasksInput) -> None:
             documentation=task.documentation,
             state="open",
             created_at=datetime.fromisoformat(task.created_at),
+            tenant=update.tenant,
         )
         session.add(row)
         existing[task.id] = row
@@ -71,14 +73,16 @@ def _row(task: HumanTask) -> TaskRow:
     )  # fmt: skip
 
 
-def list_open(session: Session, *, instance_id: str | None = None, limit: int = 100, offset: int = 0) -> list[TaskRow]:
-    query = select(HumanTask).where(HumanTask.state == "open")
+def list_open(
+    session: Session, *, instance_id: str | None = None, limit: int = 100, offset: int = 0, tenant: str | None = None
+) -> list[TaskRow]:
+    query = scoped(select(HumanTask).where(HumanTask.state == "open"), HumanTask.tenant, tenant)
     if instance_id:
         query = query.where(HumanTask.instance_id == instance_id)
     query = query.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)
     return [_row(task) for task in session.scalars(query)]
 
 
-def get(session: Session, *, task_id: str) -> TaskRow | None:
+def get(session: Session, *, task_id: str, tenant: str | None = None) -> TaskRow | None:
     task = session.get(HumanTask, task_id)
-    return _row(task) if task else None
+    return _row(task) if task is not None and visible(task.tenant, tenant) else None

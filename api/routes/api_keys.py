@@ -77,13 +77,22 @@ def _utc(moment: datetime) -> datetime:
                422: {"description": "Invalid body, e.g. an unknown role"}},
 )  # fmt: skip
 def create_api_key(body: ApiKeyCreate, user: AdminUser, state: StateDep) -> ApiKeyCreated:
+    """Create a key; the answer is the only time the key itself is shown. An admin of a tenant creates
+    keys of that tenant only (omit `tenant`, or give its own)."""
+    tenant = body.tenant
+    if user.tenant is not None:
+        if tenant not in (None, user.tenant):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, detail="an admin of a tenant creates keys of that tenant only"
+            )
+        tenant = user.tenant
     key = api_keys.generate()
     try:
         # Committed before answering: the caller may use the key the moment it has it.
         with state.session_factory.begin() as session:
             row = api_keys.create(
                 session, name=body.name, key=key, subject=body.name,
-                roles=body.roles, groups=body.groups, tenant=body.tenant,
+                roles=body.roles, groups=body.groups, tenant=tenant,
             )  # fmt: skip
             fields = _fields(row)
             audit.append(
@@ -91,7 +100,8 @@ def create_api_key(body: ApiKeyCreate, user: AdminUser, state: StateDep) -> ApiK
                 records=[
                     audit.api_operation(
                         "api_key.created", actor=user.subject,
-                        data={"name": body.name, "roles": body.roles, "groups": body.groups, "tenant": body.tenant},
+                        data={"name": body.name, "roles": body.roles, "groups": body.groups, "tenant": tenant},
+                        tenant=user.tenant,
                     )
                 ],
             )  # fmt: skip
@@ -104,12 +114,12 @@ def create_api_key(body: ApiKeyCreate, user: AdminUser, state: StateDep) -> ApiK
 
 @router.get("/api-keys")
 def list_api_keys(
-    _: AdminUser,
+    user: AdminUser,
     state: StateDep,
     include_revoked: Annotated[bool, Query(description="also list revoked keys")] = False,
 ) -> list[ApiKeyPublic]:
     with state.session_factory() as session:
-        rows = api_keys.list_all(session, include_revoked=include_revoked)
+        rows = api_keys.list_all(session, include_revoked=include_revoked, tenant=user.tenant)
         return [
             ApiKeyPublic.model_validate(
                 {**_fields(row), "revoked_at": _utc(row.revoked_at) if row.revoked_at else None}
@@ -126,7 +136,8 @@ def list_api_keys(
 def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], user: AdminUser, state: StateDep) -> None:
     """Revoke a key: the next request with it gets 401. Revoking a revoked key changes nothing."""
     with state.session_factory.begin() as session:
-        row = api_keys.revoke(session, key_id=key_id)
+        row = api_keys.revoke(session, key_id=key_id, tenant=user.tenant)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"API key {key_id} not found")
-        audit.append(session, records=[audit.api_operation("api_key.revoked", actor=user.subject, data={"id": key_id})])
+        record = audit.api_operation("api_key.revoked", actor=user.subject, data={"id": key_id}, tenant=user.tenant)
+        audit.append(session, records=[record])

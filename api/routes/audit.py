@@ -22,18 +22,18 @@ class AuditVerification(BaseModel):
 
 
 @router.get("/instances/{instance_id}/history")
-def instance_history(instance_id: str, _: HistoryReader, state: StateDep) -> list[audit.AuditView]:
+def instance_history(instance_id: str, user: HistoryReader, state: StateDep) -> list[audit.AuditView]:
     """Everything recorded about one instance, in the order it happened: elements entered, completed
     and cancelled, task completions with who and what, incidents, and the API operations on it."""
     with state.session_factory() as session:
-        if instances.get(session, instance_id=instance_id) is None:
+        if instances.get(session, instance_id=instance_id, tenant=user.tenant) is None:
             raise HTTPException(404, detail=f"instance '{instance_id}' not found")
         return audit.instance_history(session, instance_id=instance_id)
 
 
 @router.get("/audit")
 def search_audit(
-    _: AuditorUser,
+    user: AuditorUser,
     state: StateDep,
     instance_id: str | None = None,
     actor: str | None = None,
@@ -43,12 +43,20 @@ def search_audit(
 ) -> list[audit.AuditView]:
     """The audit log in append order; page with `after` = the last `seq` you have."""
     with state.session_factory() as session:
-        return audit.search(session, instance_id=instance_id, actor=actor, action=action, after=after, limit=limit)
+        return audit.search(
+            session, instance_id=instance_id, actor=actor, action=action, after=after, limit=limit, tenant=user.tenant
+        )
 
 
 @router.get("/audit/verify")
-def verify_audit(_: AuditorUser, state: StateDep) -> AuditVerification:
-    """Recompute the hash chain: any edited, deleted or reordered record is reported."""
+def verify_audit(user: AuditorUser, state: StateDep) -> AuditVerification:
+    """Recompute the hash chain: any edited, deleted or reordered record is reported.
+
+    The chain runs through every tenant's records, so checking it takes a platform-wide auditor."""
+    if user.tenant is not None:
+        raise HTTPException(
+            403, detail="the audit chain spans every tenant: verifying it needs a key or token without a tenant"
+        )
     with state.session_factory() as session:
         result = audit.verify(session)
     return AuditVerification(ok=result.ok, checked=result.checked, head_seq=result.head_seq, problems=result.problems)

@@ -11,17 +11,17 @@ router = APIRouter(tags=["definitions"])
 
 
 @router.get("/definitions")
-def list_definitions(_: AnyUser, session: SessionDep) -> list[DefinitionPublic]:
-    """The latest version of every deployed process."""
+def list_definitions(user: AnyUser, session: SessionDep) -> list[DefinitionPublic]:
+    """The latest version of every deployed process (of the caller's tenant)."""
     return [
         DefinitionPublic(key=d.key, version=d.version, hash=d.hash, name=d.name)
-        for d in definitions.list_latest(session)
+        for d in definitions.list_latest(session, tenant=user.tenant)
     ]
 
 
 @router.get("/definitions/{key}")
-def get_definition(key: str, _: AnyUser, session: SessionDep) -> DefinitionVersions:
-    versions = definitions.versions(session, key=key)
+def get_definition(key: str, user: AnyUser, session: SessionDep) -> DefinitionVersions:
+    versions = definitions.versions(session, key=key, tenant=user.tenant)
     if not versions:
         raise HTTPException(404, detail=f"definition '{key}' not found")
     return DefinitionVersions(
@@ -35,8 +35,8 @@ def get_definition(key: str, _: AnyUser, session: SessionDep) -> DefinitionVersi
 
 
 @router.get("/definitions/{key}/versions/{version}/xml", response_class=Response)
-def get_definition_xml(key: str, version: int, _: AnyUser, session: SessionDep) -> Response:
-    found = definitions.get(session, key=key, version=version)
+def get_definition_xml(key: str, version: int, user: AnyUser, session: SessionDep) -> Response:
+    found = definitions.get(session, key=key, version=version, tenant=user.tenant)
     if found is None:
         raise HTTPException(404, detail=f"definition '{key}' version {version} not found")
     files = definitions.files(session, key=key, version=version)

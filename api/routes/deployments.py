@@ -17,6 +17,7 @@ router = APIRouter(tags=["deployments"])
     "/deployments",
     status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "Every file was already deployed with this content"},
+               409: {"description": "A process id is owned by another tenant; `detail` as for 422"},
                422: {"description": "The model is invalid; `detail` lists file, element_id, line, message"}},
 )  # fmt: skip
 def deploy(
@@ -47,25 +48,32 @@ def deploy(
         )
     except ModelValidationError as err:
         raise HTTPException(422, detail=[e.__dict__ for e in err.errors]) from None
-    stored = [
-        definitions.deploy(
-            session,
-            key=d.key,
-            name=d.name,
-            files=d.files,
-            digest=d.hash,
-            deployed_by=user.subject,
-            message_starts=d.message_starts,
-        )
-        for d in deployable
-    ]
+    try:
+        stored = [
+            definitions.deploy(
+                session,
+                key=d.key,
+                name=d.name,
+                files=d.files,
+                digest=d.hash,
+                deployed_by=user.subject,
+                message_starts=d.message_starts,
+                tenant=user.tenant,
+            )
+            for d in deployable
+        ]
+    except definitions.KeyTaken as taken:
+        # the whole upload is refused (the session's transaction rolls back): nothing half-deployed
+        main_file = next(iter(next(d for d in deployable if d.key == str(taken)).files))
+        message = f"process id '{taken}' is already used by another tenant: give the process another id"
+        raise HTTPException(409, detail=[_error(main_file, message)]) from None
     created = [d for d in stored if d.created]
     audit.append(
         session,
         records=[
             audit.api_operation(
                 "definition.deployed", actor=user.subject, definition_key=d.key,
-                data={"version": d.version, "hash": d.hash, "files": sorted(contents)},
+                data={"version": d.version, "hash": d.hash, "files": sorted(contents)}, tenant=d.tenant,
             )
             for d in created
         ],

@@ -27,7 +27,7 @@ def _public(view: incidents.IncidentView) -> IncidentPublic:
 
 @router.get("/incidents")
 def list_incidents(
-    _: AnyUser,
+    user: AnyUser,
     state: StateDep,
     instance_id: str | None = None,
     status: Literal["open", "resolved"] | None = "open",
@@ -36,7 +36,9 @@ def list_incidents(
 ) -> list[IncidentPublic]:
     """Service tasks whose retries are exhausted, waiting for an operator (open by default)."""
     with state.session_factory() as session:
-        rows = incidents.list_incidents(session, instance_id=instance_id, state=status, limit=limit, offset=offset)
+        rows = incidents.list_incidents(
+            session, instance_id=instance_id, state=status, limit=limit, offset=offset, tenant=user.tenant
+        )
     return [_public(row) for row in rows]
 
 
@@ -48,7 +50,7 @@ async def retry_incident(
 
     def load() -> incidents.IncidentView | None:
         with state.session_factory() as session:
-            return incidents.get(session, incident_id=incident_id)
+            return incidents.get(session, incident_id=incident_id, tenant=user.tenant)
 
     view = await run_in_threadpool(load)
     if view is None:
@@ -67,6 +69,7 @@ async def retry_incident(
             audit.append(session, records=[audit.api_operation(
                 "incident.retry_requested", actor=user.subject, instance_id=view.instance_id,
                 definition_key=view.definition_key, data={"incident": incident_id, "variables": body.variables},
+                tenant=view.tenant,
             )])  # fmt: skip
 
     await run_in_threadpool(record)

@@ -50,7 +50,7 @@ async def start_instance(
 ) -> InstanceCreated:
     launched = await launch(
         state, temporal, key=body.definition_key, version=body.version, variables=body.variables,
-        business_key=body.business_key, actor=user.subject,
+        business_key=body.business_key, actor=user.subject, tenant=user.tenant,
     )  # fmt: skip
     return InstanceCreated(
         id=launched.instance_id, definition_key=launched.key, version=launched.version, status="running"
@@ -59,7 +59,7 @@ async def start_instance(
 
 @router.get("/instances")
 def list_instances(
-    _: AnyUser,
+    user: AnyUser,
     state: StateDep,
     status: Literal["running", "completed", "failed", "cancelled"] | None = None,
     definition_key: str | None = None,
@@ -73,7 +73,7 @@ def list_instances(
     """Instances, newest first. A closure shows here within about a second of Temporal recording it."""
     where = instances.InstanceFilter(
         status=status, definition_key=definition_key, version=version, business_key=business_key,
-        started_after=started_after, started_before=started_before,
+        started_after=started_after, started_before=started_before, tenant=user.tenant,
     )  # fmt: skip
     with state.session_factory() as session:
         try:
@@ -91,10 +91,10 @@ def list_instances(
 
 
 @router.get("/instances/{instance_id}")
-async def get_instance(instance_id: str, _: AnyUser, state: StateDep, temporal: TemporalDep) -> InstancePublic:
+async def get_instance(instance_id: str, user: AnyUser, state: StateDep, temporal: TemporalDep) -> InstancePublic:
     def load() -> tuple[str, int, str | None] | None:
         with state.session_factory() as session:
-            row = instances.get(session, instance_id=instance_id)
+            row = instances.get(session, instance_id=instance_id, tenant=user.tenant)
             return (row.definition_key, row.version, row.business_key) if row else None
 
     found = await run_in_threadpool(load)
@@ -133,14 +133,14 @@ async def cancel_instance(
     instance_id: str, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstancePublic:
     """Cancel a running instance: its activities are cancelled, its open tasks and incidents closed."""
-    await _known(state, instance_id)
+    tenant = await _known(state, instance_id, user.tenant)
     handle = temporal.get_workflow_handle(instance_id, result_type=ProcessResult)
     description = await handle.describe()
     if description.status != WorkflowExecutionStatus.RUNNING:
         closed = _STATUS.get(description.status, "closed") if description.status else "closed"
         raise HTTPException(409, detail=f"instance '{instance_id}' is {closed}")
     await handle.cancel()
-    await _audit(state, "instance.cancel_requested", user.subject, instance_id)
+    await _audit(state, "instance.cancel_requested", user.subject, instance_id, tenant)
     # The workflow closes its tasks and incidents before it ends: wait for that, briefly.
     for _ in range(100):
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
@@ -154,7 +154,7 @@ async def set_variables(
     instance_id: str, body: VariablesUpdate, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstancePublic:
     """Set process variables on a running instance; the tasks that run next see them."""
-    await _known(state, instance_id)
+    tenant = await _known(state, instance_id, user.tenant)
     handle = temporal.get_workflow_handle(instance_id)
     await execute_update(
         handle,
@@ -163,29 +163,38 @@ async def set_variables(
         result_type=ProcessState,
         subject=f"instance '{instance_id}'",
     )
-    await _audit(state, "instance.variables_set", user.subject, instance_id, {"variables": body.variables})
+    await _audit(state, "instance.variables_set", user.subject, instance_id, tenant, {"variables": body.variables})
     return await get_instance(instance_id, user, state, temporal)
 
 
 async def _audit(
-    state: AppState, action: str, actor: str, instance_id: str, data: dict[str, object] | None = None
+    state: AppState,
+    action: str,
+    actor: str,
+    instance_id: str,
+    tenant: str | None,
+    data: dict[str, object] | None = None,
 ) -> None:
     def write() -> None:
         with state.session_factory.begin() as session:
-            audit.append(
-                session, records=[audit.api_operation(action, actor=actor, instance_id=instance_id, data=data)]
-            )
+            record = audit.api_operation(action, actor=actor, instance_id=instance_id, data=data, tenant=tenant)
+            audit.append(session, records=[record])
 
     await run_in_threadpool(write)
 
 
-async def _known(state: AppState, instance_id: str) -> None:
-    def load() -> bool:
-        with state.session_factory() as session:
-            return instances.get(session, instance_id=instance_id) is not None
+async def _known(state: AppState, instance_id: str, tenant: str | None) -> str | None:
+    """404 unless a caller of `tenant` may see the instance; returns the instance's own tenant."""
 
-    if not await run_in_threadpool(load):
+    def load() -> tuple[bool, str | None]:
+        with state.session_factory() as session:
+            row = instances.get(session, instance_id=instance_id, tenant=tenant)
+            return row is not None, row.tenant if row else None
+
+    found, owner = await run_in_threadpool(load)
+    if not found:
         raise HTTPException(404, detail=f"instance '{instance_id}' not found")
+    return owner
 
 
 async def _view(handle: WorkflowHandle, status_name: str) -> ProcessState:

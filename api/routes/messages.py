@@ -48,8 +48,10 @@ async def publish_message(
 
     def lookup() -> tuple[list[message_store.Waiting], list[message_store.Starter]]:
         with state.session_factory() as session:
-            waiting = message_store.waiting(session, name=body.name, correlation_key=body.correlation_key)
-            return waiting, message_store.starters(session, name=body.name)
+            waiting = message_store.waiting(
+                session, name=body.name, correlation_key=body.correlation_key, tenant=user.tenant
+            )
+            return waiting, message_store.starters(session, name=body.name, tenant=user.tenant)
 
     waiting, starters = await run_in_threadpool(lookup)
     gate = asyncio.Semaphore(_PARALLEL_DELIVERIES)
@@ -65,7 +67,7 @@ async def publish_message(
     for starter in starters:
         launched = await launch(
             state, temporal, key=starter.key, version=starter.version, variables=body.variables,
-            business_key=body.correlation_key, actor=user.subject, start_message=body.name,
+            business_key=body.correlation_key, actor=user.subject, tenant=user.tenant, start_message=body.name,
         )  # fmt: skip
         started.append(
             MessageStarted(instance_id=launched.instance_id, definition_key=starter.key, version=starter.version)
@@ -88,6 +90,7 @@ async def publish_message(
                 "message.published", actor=user.subject,
                 data={"name": body.name, "correlation_key": body.correlation_key,
                       "delivered": [d.instance_id for d in delivered], "started": [s.instance_id for s in started]},
+                tenant=user.tenant,
             )])  # fmt: skip
 
     await run_in_threadpool(record)
@@ -96,7 +99,7 @@ async def publish_message(
 
 @router.get("/messages/subscriptions")
 def list_subscriptions(
-    _: OpsReader,
+    user: OpsReader,
     state: StateDep,
     name: Annotated[str | None, Query(max_length=255)] = None,
     instance_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -105,7 +108,9 @@ def list_subscriptions(
 ) -> list[MessageSubscriptionPublic]:
     """Elements waiting for a message now, oldest first: what POST /messages would reach."""
     with state.session_factory() as session:
-        rows = message_store.list_subscriptions(session, name=name, instance_id=instance_id, limit=limit, offset=offset)
+        rows = message_store.list_subscriptions(
+            session, name=name, instance_id=instance_id, limit=limit, offset=offset, tenant=user.tenant
+        )
     return [MessageSubscriptionPublic(**row.__dict__) for row in rows]
 
 

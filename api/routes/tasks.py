@@ -20,22 +20,22 @@ router = APIRouter(tags=["tasks"])
 
 @router.get("/tasks")
 def list_tasks(
-    _: TaskUser,
+    user: TaskUser,
     state: StateDep,
     instance_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[TaskPublic]:
     with state.session_factory() as session:
-        rows = tasks.list_open(session, instance_id=instance_id, limit=limit, offset=offset)
+        rows = tasks.list_open(session, instance_id=instance_id, limit=limit, offset=offset, tenant=user.tenant)
     return [TaskPublic(**row.__dict__) for row in rows]
 
 
 @router.get("/tasks/{task_id}")
-def get_task(task_id: str, _: TaskUser, state: StateDep) -> TaskPublic:
+def get_task(task_id: str, user: TaskUser, state: StateDep) -> TaskPublic:
     """One task, open or closed (completed, or cancelled by the process, e.g. by a boundary event)."""
     with state.session_factory() as session:
-        row = tasks.get(session, task_id=task_id)
+        row = tasks.get(session, task_id=task_id, tenant=user.tenant)
     if row is None:
         raise HTTPException(404, detail=f"task '{task_id}' not found")
     return TaskPublic(**row.__dict__)
@@ -56,7 +56,7 @@ async def complete_task(
 
     def load() -> tasks.TaskRow | None:
         with state.session_factory() as session:
-            return tasks.get(session, task_id=task_id)
+            return tasks.get(session, task_id=task_id, tenant=user.tenant)
 
     row = await run_in_threadpool(load)
     if row is None:

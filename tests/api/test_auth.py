@@ -62,6 +62,9 @@ ALLOWED = {
     "instance-history": frozenset({"admin", "operator", "auditor"}),
     "audit-search": frozenset({"admin", "auditor"}),
     "audit-verify": frozenset({"admin", "auditor"}),
+    "get-task": frozenset({"admin", "operator", "approver"}),
+    "publish-message": frozenset({"admin", "operator"}),
+    "list-subscriptions": frozenset({"admin", "operator", "auditor"}),
 }
 
 MODEL = """<?xml version="1.0" encoding="UTF-8"?>
@@ -126,6 +129,14 @@ async def call(api: httpx.AsyncClient, endpoint: str, headers: dict[str, str], t
         return await api.get("/audit", headers=headers)
     if endpoint == "audit-verify":
         return await api.get("/audit/verify", headers=headers)
+    if endpoint == "get-task":
+        response = await api.get("/tasks/no-such-task", headers=headers)
+        return httpx.Response(204) if response.status_code == 404 else response
+    if endpoint == "publish-message":
+        response = await api.post("/messages", json={"name": "auth-matrix-nobody"}, headers=headers)
+        return httpx.Response(204) if response.status_code == 404 else response
+    if endpoint == "list-subscriptions":
+        return await api.get("/messages/subscriptions", headers=headers)
     if endpoint == "retry-incident":
         response = await api.post("/incidents/no-such-incident/retry", json={}, headers=headers)
         # allowed roles get as far as the lookup: 404 proves the role check let them through
@@ -414,6 +425,24 @@ def test_claim_names_are_configurable(jwks_file: Path, keys: SigningKeys) -> Non
     )
     with pytest.raises(InvalidTokenError, match="no 'preferred_username' claim"):
         check.verify(sign(keys.rsa))
+
+
+def test_the_tenant_claim_confines_a_token(jwks_file: Path, keys: SigningKeys) -> None:
+    check = verifier(jwks_file, AIMATRIX_OIDC_TENANT_CLAIM="org.id")
+    token = sign(keys.rsa, roles=["operator"], org={"id": "acme"}, tenant="globex")  # only the configured claim
+    assert check.verify(token).tenant == "acme"
+    assert check.verify(sign(keys.rsa, roles=["operator"])).tenant is None  # no claim: platform-wide
+    with pytest.raises(InvalidTokenError, match=r"'org\.id' must be a non-empty string"):
+        check.verify(sign(keys.rsa, org={"id": ["acme", "globex"]}))
+
+
+async def test_a_token_of_a_tenant_sees_only_that_tenant(oidc_api: httpx.AsyncClient, keys: SigningKeys) -> None:
+    acme = bearer(sign(keys.rsa, sub="ann", roles=["modeler"], tenant="acme"))
+    xml = MODEL.format(key="token_tenant_acme").encode()
+    assert (await oidc_api.post("/deployments", files=[("files", ("a.bpmn", xml))], headers=acme)).status_code == 201
+    globex = bearer(sign(keys.rsa, sub="gus", roles=["modeler"], tenant="globex"))
+    assert (await oidc_api.get("/definitions/token_tenant_acme", headers=globex)).status_code == 404
+    assert (await oidc_api.get("/definitions/token_tenant_acme", headers=acme)).status_code == 200
 
 
 def test_key_confusion_is_refused_even_if_hmac_were_allowed(tmp_path: Path, jwks_file: Path, keys: SigningKeys) -> None:

@@ -54,6 +54,7 @@ def _fill(factory: sessionmaker[Session], count: int = 6) -> None:
                 audit.NewRecord(
                     action="element.completed", occurred_at=f"2026-01-01T00:00:0{n}+00:00", instance_id="i1",
                     instance_seq=n, actor="alice", element_id=f"task_{n}", data={"n": n},
+                    tenant="acme" if n >= 4 else None,  # rows from before tenants existed, then a tenant's
                 )
                 for n in range(1, count + 1)
             ],
@@ -97,8 +98,10 @@ def test_appends_chain_and_verify(db: tuple[Engine, sessionmaker[Session]]) -> N
             "UPDATE audit_log SET seq = 3 WHERE seq = -2",
             "does not follow",
         ),
+        ("UPDATE audit_log SET tenant = 'globex' WHERE seq = 5", "row 5 was changed"),
+        ("UPDATE audit_log SET tenant = 'acme' WHERE seq = 2", "row 2 was changed"),
     ],
-    ids=["edit-data", "edit-actor", "delete-middle", "delete-tail", "reorder"],
+    ids=["edit-data", "edit-actor", "delete-middle", "delete-tail", "reorder", "move-tenant", "claim-row"],
 )
 def test_tampering_is_detected(db: tuple[Engine, sessionmaker[Session]], sql: str, expected: str) -> None:
     engine, factory = db
