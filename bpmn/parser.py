@@ -16,7 +16,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import ServiceTaskParser
 
-from bpmn import determinism
+from bpmn import activity_options, determinism
 from bpmn.specs import ExternalServiceTask
 
 determinism.install()
@@ -48,23 +48,37 @@ class AnyServiceTaskParser(ServiceTaskParser):
                 node=self.node,
                 file_name=self.filename,
             )
+        options, retries = self._activity_options(extensions.get("properties") or {})
         return ExternalServiceTask(
             self.spec,
             self.bpmn_id,
             operation_name=operator["name"],
             operation_params=operator["parameters"],
             result_variable=operator["resultVariable"],
-            retries=operator.get("retries"),
+            retries=operator["retries"] if operator.get("retries") is not None else retries,
             retry_backoff_base=operator.get("retryBackoffBase"),
             prescript=extensions.get("preScript"),
             postscript=extensions.get("postScript"),
+            activity_options=options,
             **self.bpmn_attributes,
         )
 
+    def _activity_options(self, values: dict[str, str]) -> tuple[dict[str, float], int | None]:
+        try:
+            return activity_options.parse({str(k): str(v) for k, v in values.items()})
+        except ValueError as err:
+            raise ValidationException(str(err), node=self.node, file_name=self.filename) from None
+
     def _create_zeebe_task(self, definition: etree._Element) -> ExternalServiceTask:
         params: dict[str, dict[str, Any]] = {}
+        settings: dict[str, str] = {}
         for header in self.node.xpath("./bpmn:extensionElements/zeebe:taskHeaders/zeebe:header", namespaces=_ZEEBE):
-            params[header.get("key", "")] = {"value": _literal(header.get("value", "")), "type": "str"}
+            key, value = header.get("key", ""), header.get("value", "")
+            if key.startswith("aimatrix."):
+                settings[key] = value  # for the platform, not a parameter of the operation
+            else:
+                params[key] = {"value": _literal(value), "type": "str"}
+        options, header_retries = self._activity_options(settings)
         for mapping in self.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/zeebe:input", namespaces=_ZEEBE):
             params[mapping.get("target", "")] = {
                 "value": _zeebe_expression(mapping.get("source", "")),
@@ -81,9 +95,10 @@ class AnyServiceTaskParser(ServiceTaskParser):
             operation_name=definition.get("type", ""),
             operation_params=params,
             result_variable=f"{self.bpmn_id}_result",
-            retries=int(retries) if retries and retries.isdigit() else None,
+            retries=int(retries) if retries and retries.isdigit() else header_retries,
             output_mappings=outputs,
             merge_result=not outputs,
+            activity_options=options,
             **self.bpmn_attributes,
         )
 

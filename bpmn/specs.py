@@ -23,6 +23,7 @@ class ExternalServiceTask(ServiceTask):
         *,
         output_mappings: list[tuple[str, str]] | None = None,
         merge_result: bool = False,
+        activity_options: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(wf_spec, bpmn_id, **kwargs)
@@ -30,6 +31,8 @@ class ExternalServiceTask(ServiceTask):
         self.output_mappings = [tuple(m) for m in (output_mappings or [])]
         # Camunda 8 merges a job's result variables into the process when no mapping is given.
         self.merge_result = merge_result
+        # OperatorRoute fields this task overrides (bpmn/activity_options.py): timeouts, backoff
+        self.activity_options = dict(activity_options or {})
 
     def _execute(self, task: Any) -> None:
         return None
@@ -40,4 +43,5 @@ class ExternalServiceTaskConverter(ServiceTaskConverter):
         dct: dict[str, Any] = super().to_dict(spec)
         dct["output_mappings"] = [list(m) for m in spec.output_mappings]
         dct["merge_result"] = spec.merge_result
+        dct["activity_options"] = dict(spec.activity_options)
         return dct

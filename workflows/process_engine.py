@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,6 +224,8 @@ class ProcessEngine:
         if route is None:
             self._inbox.append(("service_failure", task_id, f"no route for operator '{spec.operation_name}'"))
             return
+        if spec.activity_options:
+            route = dataclasses.replace(route, **spec.activity_options)  # the model's own, for this task
         try:
             params = runtime.json_safe(runtime.evaluate_params(task))
         except SpiffWorkflowException as err:
