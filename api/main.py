@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
@@ -17,6 +18,7 @@ from temporalio.service import RPCError
 
 from aimatrix.settings import Settings, get_settings
 from aimatrix.temporal import connect
+from api.errors import SECURED
 from api.routes import api_keys as api_keys_routes
 from api.routes import audit as audit_routes
 from api.routes import definitions, deployments, health, incidents, instances, messages, tasks
@@ -75,22 +77,24 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
     )
-    for module in (
-        health,
-        deployments,
-        definitions,
-        instances,
-        messages,
-        incidents,
-        tasks,
-        api_keys_routes,
-        audit_routes,
-    ):
-        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(health.router, prefix=API_PREFIX)
+    # every other route needs credentials and a role, and reaches Temporal or the database
+    secured = (deployments, definitions, instances, messages, incidents, tasks, api_keys_routes, audit_routes)
+    for module in secured:
+        app.include_router(module.router, prefix=API_PREFIX, responses=SECURED)
 
     @app.get("/docs", include_in_schema=False)
     async def docs_redirect() -> RedirectResponse:
         return RedirectResponse(f"{API_PREFIX}/docs")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the offending input: that can be megabytes, or a value (infinity)
+        # that JSON cannot carry, which turned a 422 into a 500. Where and what is enough.
+        errors = [
+            {"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(RPCError)
     async def temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,8 +13,17 @@ from bpmn.runtime import check_variables
 
 def _valid_names(variables: dict[str, Any]) -> dict[str, Any]:
     check_variables(variables)  # its ValueError becomes a 422 naming the field
+    try:
+        # 1e999 parses as infinity, which no JSON (nor Temporal's payloads) can carry back out
+        json.dumps(variables, allow_nan=False)
+    except ValueError:
+        raise ValueError("variables must be finite JSON numbers (no Infinity or NaN)") from None
     return variables
 
+
+# The largest integer a request may carry where it meets an INTEGER column (PostgreSQL's is 32-bit):
+# a larger one is a 422 naming the field, not a database overflow.
+DB_INT_MAX = 2**31 - 1
 
 # Process variables in a request: their names become names in model code, so they are checked here,
 # once, for every endpoint that takes them (the workflow checks again for callers that bypass the API).
@@ -31,13 +41,6 @@ class DeploymentPublic(BaseModel):
     definitions: list[DefinitionPublic]
 
 
-class ModelErrorPublic(BaseModel):
-    file: str
-    element_id: str | None
-    line: int | None
-    message: str
-
-
 class DefinitionVersionPublic(DefinitionPublic):
     deployed_at: datetime
 
@@ -50,7 +53,7 @@ class DefinitionVersions(BaseModel):
 
 class InstanceCreate(BaseModel):
     definition_key: str = Field(min_length=1, max_length=255)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=DB_INT_MAX)
     variables: Variables = Field(default_factory=dict)
     business_key: str | None = Field(default=None, max_length=255)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from api.auth import ROLE_NAMES
 from api.deps import AdminUser, StateDep
+from api.errors import responses
 from store import api_keys, audit
 from store.models import ApiKey
 
@@ -73,9 +74,8 @@ def _utc(moment: datetime) -> datetime:
 @router.post(
     "/api-keys",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "A key with this name exists (possibly revoked)"},
-               422: {"description": "Invalid body, e.g. an unknown role"}},
-)  # fmt: skip
+    responses=responses(409, e409="A key with this name exists (possibly revoked)"),
+)
 def create_api_key(body: ApiKeyCreate, user: AdminUser, state: StateDep) -> ApiKeyCreated:
     """Create a key; the answer is the only time the key itself is shown. An admin of a tenant creates
     keys of that tenant only (omit `tenant`, or give its own)."""
@@ -131,7 +131,7 @@ def list_api_keys(
 @router.delete(
     "/api-keys/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"description": "No key has this id"}},
+    responses=responses(404, e404="No key with this id visible to the caller"),
 )
 def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], user: AdminUser, state: StateDep) -> None:
     """Revoke a key: the next request with it gets 401. Revoking a revoked key changes nothing."""

@@ -7,6 +7,8 @@ from pydantic import BaseModel
 
 from api.auth import Role
 from api.deps import AuditorUser, Principal, StateDep, require_roles
+from api.errors import responses
+from api.schemas import DB_INT_MAX
 from store import audit, instances
 
 router = APIRouter(tags=["audit"])
@@ -21,7 +23,7 @@ class AuditVerification(BaseModel):
     problems: list[str]
 
 
-@router.get("/instances/{instance_id}/history")
+@router.get("/instances/{instance_id}/history", responses=responses(404))
 def instance_history(instance_id: str, user: HistoryReader, state: StateDep) -> list[audit.AuditView]:
     """Everything recorded about one instance, in the order it happened: elements entered, completed
     and cancelled, task completions with who and what, incidents, and the API operations on it."""
@@ -38,7 +40,7 @@ def search_audit(
     instance_id: str | None = None,
     actor: str | None = None,
     action: str | None = None,
-    after: Annotated[int, Query(ge=0, description="return records after this sequence number")] = 0,
+    after: Annotated[int, Query(ge=0, le=DB_INT_MAX, description="return records after this sequence number")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[audit.AuditView]:
     """The audit log in append order; page with `after` = the last `seq` you have."""

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import Response
 
 from api.deps import AnyUser, SessionDep
-from api.schemas import DefinitionPublic, DefinitionVersionPublic, DefinitionVersions
+from api.errors import responses
+from api.schemas import DB_INT_MAX, DefinitionPublic, DefinitionVersionPublic, DefinitionVersions
 from store import definitions
 
 router = APIRouter(tags=["definitions"])
@@ -19,7 +22,7 @@ def list_definitions(user: AnyUser, session: SessionDep) -> list[DefinitionPubli
     ]
 
 
-@router.get("/definitions/{key}")
+@router.get("/definitions/{key}", responses=responses(404))
 def get_definition(key: str, user: AnyUser, session: SessionDep) -> DefinitionVersions:
     versions = definitions.versions(session, key=key, tenant=user.tenant)
     if not versions:
@@ -34,8 +37,14 @@ def get_definition(key: str, user: AnyUser, session: SessionDep) -> DefinitionVe
     )
 
 
-@router.get("/definitions/{key}/versions/{version}/xml", response_class=Response)
-def get_definition_xml(key: str, version: int, user: AnyUser, session: SessionDep) -> Response:
+@router.get(
+    "/definitions/{key}/versions/{version}/xml",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}, "description": "the main BPMN file"}, **responses(404)},
+)
+def get_definition_xml(
+    key: str, version: Annotated[int, Path(ge=1, le=DB_INT_MAX)], user: AnyUser, session: SessionDep
+) -> Response:
     found = definitions.get(session, key=key, version=version, tenant=user.tenant)
     if found is None:
         raise HTTPException(404, detail=f"definition '{key}' version {version} not found")

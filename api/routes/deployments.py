@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
 
 from api.deps import ModelerUser, SessionDep, StateDep
+from api.errors import ModelErrorsBody, responses
 from api.schemas import DefinitionPublic, DeploymentPublic
 from bpmn.definitions import ModelValidationError, validate_upload
 from bpmn.xml import XmlLimits
@@ -16,10 +17,16 @@ router = APIRouter(tags=["deployments"])
 @router.post(
     "/deployments",
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "Every file was already deployed with this content"},
-               409: {"description": "A process id is owned by another tenant; `detail` as for 422"},
-               422: {"description": "The model is invalid; `detail` lists file, element_id, line, message"}},
-)  # fmt: skip
+    responses={
+        200: {"model": DeploymentPublic, "description": "Every file was already deployed with this content"},
+        409: {"model": ModelErrorsBody, "description": "A process id is owned by another tenant"},
+        413: responses(413)[413],
+        422: {
+            "model": ModelErrorsBody,
+            "description": "The upload is invalid: every problem, with file, element and line",
+        },
+    },
+)
 def deploy(
     user: ModelerUser,
     state: StateDep,

@@ -9,11 +9,12 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep
+from api.errors import responses
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", responses=responses(503, e503="Temporal or the database does not answer; `detail` says which"))
 async def health(state: StateDep) -> JSONResponse:
     """200 once Temporal and the database both answer; 503 naming what does not."""
 

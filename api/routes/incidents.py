@@ -6,7 +6,8 @@ from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
-from api.schemas import IncidentPublic, IncidentRetry
+from api.errors import responses
+from api.schemas import DB_INT_MAX, IncidentPublic, IncidentRetry
 from api.updates import execute_update
 from store import audit, incidents
 from workflows.contracts import (
@@ -32,7 +33,7 @@ def list_incidents(
     instance_id: str | None = None,
     status: Literal["open", "resolved"] | None = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
 ) -> list[IncidentPublic]:
     """Service tasks whose retries are exhausted, waiting for an operator (open by default)."""
     with state.session_factory() as session:
@@ -42,7 +43,7 @@ def list_incidents(
     return [_public(row) for row in rows]
 
 
-@router.post("/incidents/{incident_id}/retry")
+@router.post("/incidents/{incident_id}/retry", responses=responses(404, 409, e409="The incident is no longer open"))
 async def retry_incident(
     incident_id: str, body: IncidentRetry, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> IncidentPublic:

@@ -10,8 +10,10 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
+from api.errors import responses
 from api.launch import launch
 from api.schemas import (
+    DB_INT_MAX,
     IncidentPublic,
     InstanceCreate,
     InstanceCreated,
@@ -44,7 +46,13 @@ _STATUS = {
 }
 
 
-@router.post("/instances", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/instances",
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(
+        404, 409, e409="The definition starts only on a message, or names an operator this API does not know"
+    ),
+)
 async def start_instance(
     body: InstanceCreate, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstanceCreated:
@@ -63,7 +71,7 @@ def list_instances(
     state: StateDep,
     status: Literal["running", "completed", "failed", "cancelled"] | None = None,
     definition_key: str | None = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=DB_INT_MAX)] = None,
     business_key: str | None = None,
     started_after: datetime | None = None,
     started_before: datetime | None = None,
@@ -90,7 +98,7 @@ def list_instances(
     return InstancePage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/instances/{instance_id}")
+@router.get("/instances/{instance_id}", responses=responses(404))
 async def get_instance(instance_id: str, user: AnyUser, state: StateDep, temporal: TemporalDep) -> InstancePublic:
     def load() -> tuple[str, int, str | None] | None:
         with state.session_factory() as session:
@@ -128,7 +136,7 @@ async def get_instance(instance_id: str, user: AnyUser, state: StateDep, tempora
     )  # fmt: skip
 
 
-@router.post("/instances/{instance_id}/cancel")
+@router.post("/instances/{instance_id}/cancel", responses=responses(404, 409, e409="The instance has ended"))
 async def cancel_instance(
     instance_id: str, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstancePublic:
@@ -149,7 +157,7 @@ async def cancel_instance(
     return await get_instance(instance_id, user, state, temporal)
 
 
-@router.patch("/instances/{instance_id}/variables")
+@router.patch("/instances/{instance_id}/variables", responses=responses(404, 409, e409="The instance has ended"))
 async def set_variables(
     instance_id: str, body: VariablesUpdate, user: OperatorUser, state: StateDep, temporal: TemporalDep
 ) -> InstancePublic:

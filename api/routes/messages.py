@@ -18,8 +18,10 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import OperatorUser, OpsReader, StateDep, TemporalDep
+from api.errors import responses
 from api.launch import launch
 from api.schemas import (
+    DB_INT_MAX,
     MessageDelivered,
     MessagePublish,
     MessageReceipt,
@@ -37,7 +39,7 @@ _PARALLEL_DELIVERIES = 16
 
 @router.post(
     "/messages",
-    responses={404: {"description": "no instance waits for the message and no process starts with it"}},
+    responses=responses(404, e404="No instance waits for the message and no process starts with it"),
 )
 async def publish_message(
     body: MessagePublish, user: OperatorUser, state: StateDep, temporal: TemporalDep
@@ -104,7 +106,7 @@ def list_subscriptions(
     name: Annotated[str | None, Query(max_length=255)] = None,
     instance_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
 ) -> list[MessageSubscriptionPublic]:
     """Elements waiting for a message now, oldest first: what POST /messages would reach."""
     with state.session_factory() as session:

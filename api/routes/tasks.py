@@ -6,7 +6,8 @@ from fastapi import APIRouter, Header, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep, TaskUser, TemporalDep
-from api.schemas import TaskComplete, TaskCompleted, TaskPublic
+from api.errors import responses
+from api.schemas import DB_INT_MAX, TaskComplete, TaskCompleted, TaskPublic
 from api.updates import execute_update
 from store import tasks
 from workflows.contracts import (
@@ -24,14 +25,14 @@ def list_tasks(
     state: StateDep,
     instance_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
 ) -> list[TaskPublic]:
     with state.session_factory() as session:
         rows = tasks.list_open(session, instance_id=instance_id, limit=limit, offset=offset, tenant=user.tenant)
     return [TaskPublic(**row.__dict__) for row in rows]
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id}", responses=responses(404))
 def get_task(task_id: str, user: TaskUser, state: StateDep) -> TaskPublic:
     """One task, open or closed (completed, or cancelled by the process, e.g. by a boundary event)."""
     with state.session_factory() as session:
@@ -41,7 +42,7 @@ def get_task(task_id: str, user: TaskUser, state: StateDep) -> TaskPublic:
     return TaskPublic(**row.__dict__)
 
 
-@router.post("/tasks/{task_id}/complete")
+@router.post("/tasks/{task_id}/complete", responses=responses(404, 409, e409="The task is no longer open"))
 async def complete_task(
     task_id: str,
     body: TaskComplete,
