@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     complete.add_argument("task_id")
     complete.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     complete.add_argument("--vars", metavar="JSON")
+    message = commands.add_parser("message", help="publish a BPMN message to waiting instances or message starts")
+    message.add_argument("name")
+    message.add_argument("--key", help="the correlation key")
+    message.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    message.add_argument("--vars", metavar="JSON")
     audit_cmd = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_cmd.add_argument("action", choices=["verify"])
     args = parser.parse_args(argv)
@@ -137,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
             _show(client.get(f"/instances/{args.id}"))
         elif args.command == "tasks":
             _show(client.get("/tasks", params={"instance_id": args.instance} if args.instance else {}))
+        elif args.command == "message":
+            published = {"name": args.name, "correlation_key": args.key, "variables": _variables(args.var, args.vars)}
+            _show(client.post("/messages", json=published))
         elif args.command == "complete":
             _show(client.post(f"/tasks/{args.task_id}/complete", json={"variables": _variables(args.var, args.vars)}))
 
