@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -100,6 +100,12 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     async def temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
         log.warning("Temporal call failed on %s %s: %s", request.method, request.url.path, exc.message)
         return JSONResponse({"detail": f"the workflow engine is unavailable: {exc.message}"}, status_code=503)
+
+    @app.exception_handler(DataError)
+    async def unstorable_value(request: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL character, which PostgreSQL text cannot hold: the request's fault, and nothing was stored
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid value"
+        return JSONResponse({"detail": f"a value in the request cannot be stored: {reason}"}, status_code=422)
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:

@@ -8,10 +8,13 @@ restricted evaluator refuses, malformed timers, and elements the engine does not
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import PurePath
 from threading import Lock
 from typing import Any
@@ -25,14 +28,15 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 )
 from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
-from bpmn import messages
+from bpmn import messages, model_code
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
-from bpmn.specs import ExternalServiceTask
+from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
 from bpmn.xml import XmlError, XmlLimits, parse_xml
-from workflows.contracts import ProcessInput
+from workflows.contracts import SCRIPT_ACTIVITY, ProcessInput
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 _DMN_NAMESPACES = (
@@ -65,7 +69,8 @@ _ISO_LITERAL = re.compile(
 )
 
 # Looks like an ISO literal someone meant to write (P..., R3/P..., a date) rather than an expression.
-_ISO_LIKE = re.compile(r"^(R\d*/)?P[0-9A-Z.,]*$|^\d{4}-\d{2}-\d{2}\S*$")
+# "R-1/PT1M" is Python too (R - 1 / PT1M), but never a number a timer could use: treat it as a cycle.
+_ISO_LIKE = re.compile(r"^(R\d*/)?P[0-9A-Z.,]*$|^\d{4}-\d{2}-\d{2}\S*$|^R[-+\d]*/\S+$")
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,9 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
             message = _message_problem(root, element)
         if local == "timerEventDefinition" and parent is not None and etree.QName(parent).localname == "startEvent":
             message = "timer start events are not supported yet"
+        if local == "process" and not (element.get("id") or "").strip():
+            # the process id is the definition's key: without one the store failed with a 500
+            message = "a process needs an id: it is the key the definition is deployed and started by"
         if message is None:
             continue
         owner = element if element.get("id") and not local.endswith("Definition") else parent
@@ -239,6 +247,13 @@ def _check_code(
     element_id = getattr(task_spec, "bpmn_id", None)
     try:
         check_code(source.strip() if mode == "eval" else source, mode)
+    except (RecursionError, MemoryError):
+        # CPython's parser gives up on deeply nested code ("-" * 100_000 + "1") with these rather
+        # than a SyntaxError; uncaught they were a 500.
+        errors.append(
+            ModelError(file_name, element_id, _line_of(upload.roots.get(file_name), element_id),
+                       f"{what} is nested too deeply to parse")
+        )  # fmt: skip
     except SyntaxError as err:
         errors.append(
             ModelError(
@@ -260,6 +275,8 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
             _check_code(getattr(task_spec, label, None), "exec", label, task_spec, file_name, upload, errors)
         if isinstance(task_spec, ScriptTask):
             _check_code(task_spec.script, "exec", "script", task_spec, file_name, upload, errors)
+        for label, source in model_code.loop_expressions(task_spec):
+            _check_code(source, "eval", label, task_spec, file_name, upload, errors)
         for condition, _ in getattr(task_spec, "cond_task_specs", []):
             if condition is not None:
                 _check_code(condition.args[0], "eval", "condition", task_spec, file_name, upload, errors)
@@ -287,28 +304,147 @@ def _check_timer(
     text = (timer.expression or "").strip()
     if _ISO_LIKE.match(text) and not _ISO_LITERAL.match(text):
         line = _line_of(upload.roots.get(file_name), element_id)
-        errors.append(ModelError(file_name, element_id, line, f"invalid ISO 8601 timer value {text!r}"))
+        errors.append(ModelError(file_name, element_id, line, f"invalid ISO 8601 timer value {_short(text)}"))
+        return
+    if not text:
+        line = _line_of(upload.roots.get(file_name), element_id)
+        errors.append(ModelError(file_name, element_id, line, "the timer has no value, e.g. PT5M"))
         return
     before = len(errors)
     _check_code(timer.expression, "eval", "timer expression", task_spec, file_name, upload, errors)
     if len(errors) > before:
         return
+    source = text
     try:
-        value = eval(compile(timer.expression.strip(), "<timer>", "eval"), {"__builtins__": {}})
-    except Exception:
+        # Only literals: evaluating the model's expression here let `9**9**9**9` or `'x' * 10**10`
+        # hold the API for good.
+        value = ast.literal_eval(source)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        if not any(isinstance(node, ast.Name) for node in ast.walk(ast.parse(source, mode="eval"))):
+            # It reads no process data, so it is the same every time, and the engine would evaluate
+            # it inside the workflow: a constant bomb there stalls the engine instead of the API.
+            line = _line_of(upload.roots.get(file_name), element_id)
+            message = "a timer that reads no process data must be an ISO 8601 literal, e.g. PT5M or 2030-01-01T09:00Z"
+            errors.append(ModelError(file_name, element_id, line, message))
         return  # depends on process data: checked when it runs
     try:
         if not isinstance(value, str):
             raise ValueError("it must be a string")
-        if isinstance(timer, CycleTimerEventDefinition):
-            TimerEventDefinition.parse_iso_recurring_interval(value)
-        elif isinstance(timer, TimeDateEventDefinition):
-            TimerEventDefinition.get_datetime(value)
-        else:
-            TimerEventDefinition.parse_iso_duration(value)
+        _check_timer_value(timer, value)
     except Exception as err:
         line = _line_of(upload.roots.get(file_name), element_id)
-        errors.append(ModelError(file_name, element_id, line, f"invalid timer value {value!r}: {err}"))
+        errors.append(ModelError(file_name, element_id, line, f"invalid timer value {_short(value)}: {err}"))
+
+
+# How far ahead a timer may lie. Temporal timers are Go durations (at most about 292 years), and
+# Spiff adds months one at a time: "P99999999Y" looped for minutes at deploy, and in the workflow it
+# tripped the deadlock detector on every retry of the workflow task, so the instance never moved.
+_MAX_TIMER_DAYS = 100 * 366
+
+
+def _check_timer_value(timer: TimerEventDefinition, value: str) -> None:
+    """Raise unless `value` is what the engine can turn into a Temporal timer (as bpmn/runtime.py does)."""
+    if isinstance(timer, CycleTimerEventDefinition):
+        # the same split as Spiff's parse_iso_recurring_interval, to bound its durations first
+        for part in value.upper().replace("--", "/").strip("R").split("/")[1:]:
+            if part.startswith("P"):
+                _check_duration(part)
+        _cycles, _start, interval = TimerEventDefinition.parse_iso_recurring_interval(value)
+        if interval.total_seconds() <= 0:
+            raise ValueError("a cycle's interval must be longer than zero")
+    elif isinstance(timer, TimeDateEventDefinition):
+        # the engine reads a date with parse_time_or_duration: a duration there is no date
+        if not isinstance(TimerEventDefinition.parse_time_or_duration(value), datetime):
+            raise ValueError("a timeDate needs a date and time")
+    else:
+        _check_duration(value)
+
+
+# Spiff's own duration parser is lenient ("R3/PT1M" reads as one minute); a duration must be ISO 8601.
+_DURATION = re.compile(
+    r"P(?!$)(\d+([.,]\d+)?Y)?(\d+([.,]\d+)?M)?(\d+([.,]\d+)?W)?(\d+([.,]\d+)?D)?"
+    r"(T(?=\d)(\d+([.,]\d+)?H)?(\d+([.,]\d+)?M)?(\d+([.,]\d+)?S)?)?"
+)
+
+
+def _check_duration(value: str) -> None:
+    if not _DURATION.fullmatch(value.strip().upper()):
+        raise ValueError("not an ISO 8601 duration such as PT5M or P3D")
+    parsed = TimerEventDefinition.parse_iso_duration(value)
+    if not parsed:
+        raise ValueError("a duration needs at least one amount, e.g. PT5M")
+    scale = {"years": 366, "months": 31, "weeks": 7, "days": 1, "hours": 1 / 24, "minutes": 1 / 1440}
+    days = sum(float(amount) * scale.get(unit, 1 / 86400) for unit, amount in parsed.items())
+    if days > _MAX_TIMER_DAYS:
+        raise ValueError(f"it lies more than {_MAX_TIMER_DAYS // 366} years ahead")
+    datetime.now(UTC) + TimerEventDefinition.get_timedelta_from_start(dict(parsed))
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """A repr for an error message, cut short: a model's value can be megabytes, or an int too long to print."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"<an integer of {value.bit_length()} bits>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_layout(process: ProcessSpec, spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
+    """Refuse loops the engine cannot run, then create the workflow as the engine does first.
+
+    A loop with no way out spins inside one workflow task until Temporal's deadlock detector fails it,
+    again on every retry. And SpiffWorkflow lays out every path ahead when it creates a (sub)workflow,
+    recursively: a loop that passes no exclusive or inclusive gateway recurses without end. Either way
+    the instance looked alive while its first workflow task failed for ever.
+    """
+    from bpmn import runtime  # it imports this module
+
+    file_name = spec.file or ""
+
+    def refuse(element_id: str | None, message: str) -> None:
+        errors.append(ModelError(file_name, element_id, _line_of(upload.roots.get(file_name), element_id), message))
+
+    endless = _loop_through(spec, lambda s: (isinstance(s, MultiChoice) and len(s.outputs) > 1) or _is_boundary(s))
+    if endless is not None:
+        refuse(endless, f"the flow from '{endless}' comes back to it with no way out (an exclusive or inclusive "
+                        "gateway with a condition, or a boundary event): an endless loop")  # fmt: skip
+        return
+    try:
+        runtime.new_workflow(ProcessSpec(process.process_id, spec, process.subprocess_specs))
+    except RecursionError:
+        looping = _loop_through(spec, lambda s: isinstance(s, MultiChoice))
+        refuse(looping, f"the flow from '{looping}' comes back to it without passing an exclusive or inclusive "
+                        "gateway, which the engine cannot lay out: close the loop through one")  # fmt: skip
+    except Exception as err:  # whatever it is, every instance of this process would fail on it at once
+        refuse(None, f"the engine cannot start this process: {err}")
+
+
+def _is_boundary(task_spec: Any) -> bool:
+    return type(task_spec).__name__ == "BoundaryEventSplit"  # SpiffWorkflow's node for boundary events
+
+
+def _loop_through(spec: Any, exit_: Callable[[Any], bool]) -> str | None:
+    """The id of an element on a loop of `spec`'s flows that passes no element for which `exit_` holds."""
+    done: set[int] = set()
+    for first in spec.task_specs.values():
+        if id(first) in done:
+            continue
+        path: list[Any] = [first]
+        on_path = {id(first)}
+        pending = [iter(() if exit_(first) else first.outputs)]
+        while pending:
+            following = next(pending[-1], None)
+            if following is None:
+                pending.pop()
+                done.add(id(path[-1]))
+                on_path.discard(id(path.pop()))
+            elif id(following) in on_path:
+                loop = path[[id(s) for s in path].index(id(following)) :]
+                return next((str(s.bpmn_id) for s in loop if getattr(s, "bpmn_id", None)), None)
+            elif id(following) not in done:
+                path.append(following)
+                on_path.add(id(following))
+                pending.append(iter(() if exit_(following) else following.outputs))
+    return None
 
 
 def _build_parser(upload: _Upload, errors: list[ModelError], validate_schema: bool) -> AIMatrixParser:
@@ -342,6 +478,9 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
     for name, root in upload.roots.items():
         if name not in upload.dmn_files:
             _unsupported_elements(name, root, errors)
+        else:  # decision tables are model code too
+            for cell, line, label, problem in model_code.dmn_cells(root):
+                errors.append(ModelError(name, cell, line, f"DMN {label}: {problem}"))
     if errors:
         raise ModelValidationError(errors)
     parser = _build_parser(upload, errors, validate_schema=True)
@@ -359,6 +498,7 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
             continue
         for spec in [process.spec, *process.subprocess_specs.values()]:
             _check_spec(spec, upload, errors)
+            _check_layout(process, spec, upload, errors)
         needed = [
             file_name,
             *sorted({s.file for s in process.subprocess_specs.values() if s.file} - {file_name}),
@@ -378,12 +518,14 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
 
 
 def operators_used(process: ProcessSpec) -> set[str]:
-    return {
-        task_spec.operation_name
-        for spec in [process.spec, *process.subprocess_specs.values()]
-        for task_spec in spec.task_specs.values()
-        if isinstance(task_spec, ExternalServiceTask)
-    }
+    used: set[str] = set()
+    for spec in [process.spec, *process.subprocess_specs.values()]:
+        for task_spec in spec.task_specs.values():
+            if isinstance(task_spec, ExternalServiceTask):
+                used.add(task_spec.operation_name)
+            elif isinstance(task_spec, SandboxedScriptTask):
+                used.add(SCRIPT_ACTIVITY)
+    return used
 
 
 def start_input(

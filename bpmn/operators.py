@@ -11,7 +11,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from workflows.contracts import CONNECTOR_TASK_QUEUE, OperatorRoute
+from workflows.contracts import (
+    CONNECTOR_TASK_QUEUE,
+    SANDBOX_TASK_QUEUE,
+    OperatorRoute,
+)
 
 OPERATOR_PATTERN = re.compile(r"^(?P<pool>[a-z][a-z0-9_-]*)\.(?P<operation>[a-z][a-z0-9_.-]*)$")
 
@@ -57,7 +61,8 @@ class OperatorRegistry:
 
     def resolve(self, operator: str) -> ResolvedOperator:
         """Raise UnknownOperatorError with a message a modeller can act on."""
-        match = OPERATOR_PATTERN.match(operator or "")
+        # fullmatch: with match, "$" also matched before a trailing newline, so "http.request\n" resolved
+        match = OPERATOR_PATTERN.fullmatch(operator or "")
         if match is None:
             raise UnknownOperatorError(
                 f"operator '{operator}' must have the form <pool>.<operation>, e.g. http.request"
@@ -88,5 +93,17 @@ registry.register(
         task_queue=CONNECTOR_TASK_QUEUE,
         start_to_close=timedelta(seconds=60),
         operations=frozenset({"request"}),
+    ),
+)
+# Script tasks. The child process has its own wall-clock limit (5 s by default); this one only
+# bounds a worker that died mid-script, and retries are for that case: a script's own failure is
+# non-retryable.
+registry.register(
+    "sandbox",
+    PoolConfig(
+        task_queue=SANDBOX_TASK_QUEUE,
+        start_to_close=timedelta(seconds=60),
+        initial_interval=timedelta(milliseconds=200),
+        operations=frozenset({"script"}),
     ),
 )

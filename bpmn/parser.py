@@ -14,10 +14,10 @@ from lxml import etree
 from SpiffWorkflow.bpmn.parser.BpmnParser import full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
-from SpiffWorkflow.spiff.parser.task_spec import ServiceTaskParser
+from SpiffWorkflow.spiff.parser.task_spec import ScriptTaskParser, ServiceTaskParser
 
 from bpmn import activity_options, determinism
-from bpmn.specs import ExternalServiceTask
+from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
 
 determinism.install()
 
@@ -107,6 +107,7 @@ class AIMatrixParser(SpiffBpmnParser):
     OVERRIDE_PARSER_CLASSES = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         full_tag("serviceTask"): (AnyServiceTaskParser, ExternalServiceTask),
+        full_tag("scriptTask"): (ScriptTaskParser, SandboxedScriptTask),
     }
 
     def __init__(self, validate_schema: bool = True) -> None:

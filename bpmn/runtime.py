@@ -27,7 +27,7 @@ from SpiffWorkflow.util.task import TaskState
 from bpmn.definitions import timer_definitions
 from bpmn.parser import ProcessSpec
 from bpmn.script_engine import RestrictedScriptEngine
-from bpmn.specs import ExternalServiceTask
+from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
 
 # SpiffWorkflow treats an untyped `bpmn:task` as manual work, like SpiffArena: it waits in the inbox.
 HUMAN_TASK_TYPES = ("UserTask", "ManualTask", "NoneTask")
@@ -43,8 +43,12 @@ def check_variables(variables: dict[str, Any]) -> None:
             raise ValueError(f"variable name {name!r} must not start with an underscore")
 
 
-def new_workflow(process: ProcessSpec, variables: dict[str, Any] | None = None) -> BpmnWorkflow:
-    workflow = BpmnWorkflow(process.spec, process.subprocess_specs, script_engine=RestrictedScriptEngine())
+def new_workflow(
+    process: ProcessSpec, variables: dict[str, Any] | None = None, *, inline_scripts: bool = True
+) -> BpmnWorkflow:
+    """`inline_scripts=False`: script tasks wait, STARTED, for the sandbox pool to run them."""
+    engine = RestrictedScriptEngine(inline_scripts=inline_scripts)
+    workflow = BpmnWorkflow(process.spec, process.subprocess_specs, script_engine=engine)
     if variables:
         workflow.get_tasks(state=TaskState.READY)[0].set_data(**variables)
     return workflow
@@ -70,12 +74,41 @@ def human_tasks(workflow: BpmnWorkflow) -> list[Task]:
     return [t for t in workflow.get_tasks(state=TaskState.READY) if type(t.task_spec).__name__ in HUMAN_TASK_TYPES]
 
 
-def started_service_tasks(workflow: BpmnWorkflow) -> list[Task]:
-    return [t for t in workflow.get_tasks(state=TaskState.STARTED) if isinstance(t.task_spec, ExternalServiceTask)]
+_EXTERNAL = (ExternalServiceTask, SandboxedScriptTask)
 
 
-def is_started_service_task(task: Task) -> bool:
-    return isinstance(task.task_spec, ExternalServiceTask) and task.has_state(TaskState.STARTED)
+def started_external_tasks(workflow: BpmnWorkflow) -> list[Task]:
+    """Service tasks, and script tasks run by the sandbox pool, waiting for their activity."""
+    return [t for t in workflow.get_tasks(state=TaskState.STARTED) if isinstance(t.task_spec, _EXTERNAL)]
+
+
+def is_started_external_task(task: Task) -> bool:
+    return isinstance(task.task_spec, _EXTERNAL) and task.has_state(TaskState.STARTED)
+
+
+def is_script_task(task: Task) -> bool:
+    return isinstance(task.task_spec, SandboxedScriptTask)
+
+
+def uses_scripts(process: ProcessSpec) -> bool:
+    return any(
+        isinstance(task_spec, SandboxedScriptTask)
+        for spec in [process.spec, *process.subprocess_specs.values()]
+        for task_spec in spec.task_specs.values()
+    )
+
+
+def script_params(task: Task) -> dict[str, Any]:
+    spec: SandboxedScriptTask = task.task_spec
+    return {"script": spec.script, "data": json_safe(task.data)}
+
+
+def complete_script_task(task: Task, data: Any) -> None:
+    """What the script left is the task's data, as when Spiff runs a script inline."""
+    if not isinstance(data, dict):
+        raise TypeError(f"the sandbox returned {type(data).__name__}, not the script's variables")
+    task.data = dict(data)
+    task.complete()
 
 
 def next_timer_deadline(workflow: BpmnWorkflow) -> datetime | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from SpiffWorkflow.spiff.serializer.task_spec import ServiceTaskConverter
-from SpiffWorkflow.spiff.specs.defaults import ServiceTask
+from SpiffWorkflow.spiff.specs.defaults import ScriptTask, ServiceTask
 
 
 class ExternalServiceTask(ServiceTask):
@@ -45,3 +45,18 @@ class ExternalServiceTaskConverter(ServiceTaskConverter):
         dct["merge_result"] = spec.merge_result
         dct["activity_options"] = dict(spec.activity_options)
         return dct
+
+
+class SandboxedScriptTask(ScriptTask):
+    """A script task whose script runs in the sandbox pool's resource-limited child processes.
+
+    Like ExternalServiceTask, `_execute` returns None (the task stays STARTED) and the workflow runs
+    the script as an activity. A script engine with `inline_scripts` set runs it here instead: the
+    in-memory reference runs, and instances whose recorded history ran scripts inline.
+    """
+
+    def _execute(self, task: Any) -> bool | None:
+        if getattr(task.workflow.script_engine, "inline_scripts", True):
+            result: bool | None = super()._execute(task)
+            return result
+        return None

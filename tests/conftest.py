@@ -17,12 +17,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.http_connector import HttpConnector
+from activities.script_sandbox import ScriptSandbox
 from aimatrix.binaries import temporal_cli
 from aimatrix.settings import Settings
 from api.main import create_app
 from store.db import make_engine, make_session_factory, migrate
 from workers import connector as connector_worker
 from workers import engine as engine_worker
+from workers import sandbox as sandbox_worker
 from workers.engine import workflow_runner
 from workflows.process import ProcessWorkflow
 
@@ -110,12 +112,13 @@ def session_factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
 
 @pytest.fixture(scope="session")
 async def workers(client: Client, session_factory: sessionmaker[Session]) -> AsyncIterator[None]:
-    """The engine and connector pools, for the whole session. At the end every workflow history
+    """The engine, connector and script sandbox pools, for the whole session. At the end every workflow history
     the session produced is replayed against the current code: any non-determinism fails the run."""
     connector = HttpConnector()
     engine = engine_worker.build_worker(client, session_factory)
     conn = connector_worker.build_worker(client, connector)
-    async with engine, conn:
+    scripts = sandbox_worker.build_worker(client, ScriptSandbox())
+    async with engine, conn, scripts:
         yield
     await connector.aclose()
     await replay_all(client)

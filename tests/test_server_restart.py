@@ -13,10 +13,12 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
 
+from activities.script_sandbox import ScriptSandbox
 from aimatrix.binaries import temporal_cli
 from bpmn.definitions import start_input, validate_upload
 from tests.conftest import replay_histories
 from tests.helpers import DATA
+from workers import sandbox as sandbox_worker
 from workers.engine import build_worker
 from workflows.contracts import (
     COMPLETE_TASK_UPDATE,
@@ -77,7 +79,10 @@ async def test_instances_survive_a_server_crash(tmp_path: Path, session_factory:
     seen: dict[str, str] = {}
     with dev_server(db, port) as server:
         client = await _connect(port)
-        async with build_worker(client, session_factory, task_queue=queue):
+        async with (
+            build_worker(client, session_factory, task_queue=queue),
+            sandbox_worker.build_worker(client, ScriptSandbox()),  # its script task
+        ):
             for instance_id in ids:
                 inp = start_input(
                     instance_id=instance_id, key=definition.key, version=1, digest=definition.hash,
@@ -92,7 +97,10 @@ async def test_instances_survive_a_server_crash(tmp_path: Path, session_factory:
 
     with dev_server(db, port):
         client = await _connect(port)
-        async with build_worker(client, session_factory, task_queue=queue):
+        async with (
+            build_worker(client, session_factory, task_queue=queue),
+            sandbox_worker.build_worker(client, ScriptSandbox()),  # its script task
+        ):
             for instance_id in ids:
                 handle = client.get_workflow_handle(instance_id, result_type=ProcessResult)
                 assert await _open_task(handle, "second") == seen[instance_id]  # the same task, the same id

@@ -16,11 +16,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.script_sandbox import ScriptSandbox
 from aimatrix.binaries import temporal_test_server
 from bpmn.definitions import start_input, validate_upload
 from bpmn.operators import PoolConfig, registry
 from tests.conftest import replay_histories
 from tests.helpers import DATA
+from workers import sandbox as sandbox_worker
 from workers.engine import build_worker
 from workflows.contracts import (
     COMPLETE_TASK_UPDATE,
@@ -63,6 +65,7 @@ async def skipping(session_factory: sessionmaker[Session]) -> AsyncIterator[tupl
     async with (
         build_worker(env.client, session_factory, task_queue=queue),
         Worker(env.client, task_queue=SLOW_QUEUE, activities=[slow_wait]),
+        sandbox_worker.build_worker(env.client, ScriptSandbox()),  # the models' script tasks
     ):
         yield env, queue
     # the time-skipping server cannot list workflows: replay the ones these tests started

@@ -12,11 +12,19 @@ from typing import Any
 
 ENGINE_TASK_QUEUE = "engine"
 CONNECTOR_TASK_QUEUE = "connector"
+SANDBOX_TASK_QUEUE = "sandbox"
+GPU_TASK_QUEUE = "gpu"
 
 PROCESS_WORKFLOW = "ProcessWorkflow"
 SYNC_TASKS_ACTIVITY = "engine.sync_tasks"
 AUDIT_ACTIVITY = "engine.audit"
 HTTP_REQUEST_ACTIVITY = "http.request"
+# Script tasks run here: params {"script", "data"} → {"data"}, in a resource-limited child process.
+SCRIPT_ACTIVITY = "sandbox.script"
+GPU_CLASSIFY_ACTIVITY = "gpu.classify"
+GPU_EMBED_ACTIVITY = "gpu.embed"
+GPU_SIMILARITY_ACTIVITY = "gpu.similarity"
+GPU_OPERATIONS = frozenset({"classify", "embed", "similarity"})
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
@@ -35,6 +43,7 @@ BPMN_ERROR = "BpmnError"
 INVALID_VARIABLES = "InvalidVariables"
 MODEL_ERROR = "ModelError"
 SERVICE_TASK_FAILED = "ServiceTaskFailed"
+SCRIPT_FAILED = "ScriptFailed"  # the script raised, or broke a limit: an incident, never retried
 
 
 @dataclass

@@ -37,6 +37,7 @@ from workflows.contracts import (
     INVALID_VARIABLES,
     MESSAGE_NOT_WAITING,
     MODEL_ERROR,
+    SCRIPT_ACTIVITY,
     SYNC_TASKS_ACTIVITY,
     TASK_NOT_OPEN,
     AuditBatch,
@@ -64,6 +65,7 @@ _AUDIT_DATA_LIMIT = 4_000  # characters of JSON kept per entry: a decision's dat
 # Spiff's timers compare with a strict "<": wake a hair after the deadline so one pass suffices.
 _TIMER_SLACK = timedelta(milliseconds=1)
 _SYNC_TIMEOUT = timedelta(seconds=30)
+_SCRIPT_SANDBOX_PATCH = "script-tasks-in-sandbox"
 
 
 class _Failure(Exception):
@@ -74,6 +76,7 @@ class ProcessEngine:
     def __init__(self, inp: ProcessInput) -> None:
         self._input = inp
         process = load_process(inp.files, inp.definition_key, inp.definition_hash)
+        self._uses_scripts = runtime.uses_scripts(process)
         self._bw = runtime.new_workflow(process, inp.variables)
         self._status = "running"
         self._error: str | None = None
@@ -101,6 +104,9 @@ class ProcessEngine:
             actor=self._input.started_by,
             data={"variables": self._input.variables, "business_key": self._input.business_key},
         )
+        if self._uses_scripts and workflow.patched(_SCRIPT_SANDBOX_PATCH):
+            # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
+            self._bw.script_engine.inline_scripts = False
         try:
             if self._input.start_message is not None:
                 self._start_by_message(self._input.start_message)
@@ -166,11 +172,15 @@ class ProcessEngine:
         if task is None:
             return
         if kind == "service_result":
-            if not runtime.is_started_service_task(task):
+            if not runtime.is_started_external_task(task):
                 return  # cancelled meanwhile (an interrupting boundary event won the race)
-            self._details[task_id] = (None, {"result": payload})
+            script = runtime.is_script_task(task)
+            self._details[task_id] = (None, None if script else {"result": payload})
             try:
-                runtime.complete_service_task(task, payload)
+                if script:
+                    runtime.complete_script_task(task, payload.get("data") if isinstance(payload, dict) else payload)
+                else:
+                    runtime.complete_service_task(task, payload)
             except (ArithmeticError, LookupError, NameError, TypeError, ValueError) as err:
                 # an output mapping that does not fit the result: the model's fault, not the engine's
                 raise _Failure(
@@ -206,7 +216,7 @@ class ProcessEngine:
             self._close(task_id, "completed", actor)
 
     def _reconcile_activities(self) -> None:
-        started = {str(t.id): t for t in runtime.started_service_tasks(self._bw)}
+        started = {str(t.id): t for t in runtime.started_external_tasks(self._bw)}
         for task_id, pending in list(self._activities.items()):
             if task_id not in started:
                 pending.cancel()  # the task was cancelled, e.g. by an interrupting boundary timer
@@ -220,26 +230,29 @@ class ProcessEngine:
 
     async def _call_service(self, task_id: str, task: Any) -> None:
         spec = task.task_spec
-        route = self._input.operators.get(spec.operation_name)
+        script = runtime.is_script_task(task)
+        operator = SCRIPT_ACTIVITY if script else spec.operation_name
+        route = self._input.operators.get(operator)
         if route is None:
-            self._inbox.append(("service_failure", task_id, f"no route for operator '{spec.operation_name}'"))
+            self._inbox.append(("service_failure", task_id, f"no route for operator '{operator}'"))
             return
-        if spec.activity_options:
+        if not script and spec.activity_options:
             route = dataclasses.replace(route, **spec.activity_options)  # the model's own, for this task
         try:
-            params = runtime.json_safe(runtime.evaluate_params(task))
+            params = runtime.script_params(task) if script else runtime.json_safe(runtime.evaluate_params(task))
         except SpiffWorkflowException as err:
             self._inbox.append(("service_failure", task_id, _describe(err)))
             return
-        attempts = spec.retries + 1 if isinstance(spec.retries, int) else route.max_attempts
+        retries = None if script else spec.retries
+        attempts = retries + 1 if isinstance(retries, int) else route.max_attempts
         dispatch = self._dispatches[task_id] = self._dispatches.get(task_id, 0) + 1
         # the first activity of a task is named by the task id; a retry after an incident gets a new id
         activity_id = task_id if dispatch == 1 else f"{task_id}/retry-{dispatch - 1}"
         try:
             result = await workflow.execute_activity(
-                spec.operation_name,
+                operator,
                 ServiceTaskInput(
-                    operator=spec.operation_name,
+                    operator=operator,
                     params=params,
                     instance_id=self._input.instance_id,
                     definition_key=self._input.definition_key,
@@ -556,4 +569,7 @@ def _describe(err: SpiffWorkflowException) -> str:
     detail = f" (line {line} of its script)" if line else ""
     notes = "; ".join(getattr(err, "__notes__", []))
     message = str(err.args[0]) if err.args else type(err).__name__
+    cause = err.__cause__ or getattr(err, "exception", None) or err.__context__
+    if cause is not None and str(cause) not in message:
+        message = f"{message}: {type(cause).__name__}: {cause}"  # what went wrong, not only where
     return f"{where}{detail}: {message}" + (f" [{notes}]" if notes else "")

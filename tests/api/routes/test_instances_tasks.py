@@ -8,7 +8,7 @@ import httpx
 
 from aimatrix.settings import Settings
 from tests.conftest import API_KEY
-from tests.helpers import EXAMPLES, deploy, http_server, start, wait_for, wait_for_tasks
+from tests.helpers import EXAMPLES, deploy, deploy_text, http_server, start, wait_for, wait_for_tasks
 
 
 async def test_health_is_public(api: httpx.AsyncClient) -> None:
@@ -34,15 +34,47 @@ async def test_bad_variables_are_422(api: httpx.AsyncClient) -> None:
     assert response.status_code == 422
 
 
-async def test_failed_script_fails_the_instance_naming_the_element(api: httpx.AsyncClient) -> None:
+async def test_a_failing_script_is_an_incident_naming_the_element_and_line(api: httpx.AsyncClient) -> None:
     await deploy(api, EXAMPLES / "order_approval.bpmn")
     instance = await start(api, "order_approval", {"price": "ten", "quantity": None})
+    for _ in range(200):
+        incidents = (await api.get("/incidents", params={"instance_id": instance})).json()
+        if incidents:
+            break
+        await asyncio.sleep(0.1)
+    [incident] = incidents
+    assert incident["element_id"] == "compute_total"
+    assert "line 1 of the script" in incident["message"] and "TypeError" in incident["message"]
+    assert (await wait_for(api, instance, "running"))["active"] == ["compute_total"]
+    assert (await api.post(f"/instances/{instance}/cancel")).status_code == 200
+
+
+BROKEN_CONDITION = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:process id="broken_condition" isExecutable="true">
+    <bpmn:startEvent id="s"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:exclusiveGateway id="check" default="f3"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>f2</bpmn:outgoing><bpmn:outgoing>f3</bpmn:outgoing></bpmn:exclusiveGateway>
+    <bpmn:endEvent id="e1"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="e2"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="check" />
+    <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="e1">
+      <bpmn:conditionExpression>amount &gt; limit</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f3" sourceRef="check" targetRef="e2" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+async def test_a_failing_condition_fails_the_instance_naming_the_element(api: httpx.AsyncClient) -> None:
+    assert (await deploy_text(api, "broken.bpmn", BROKEN_CONDITION)).status_code in (200, 201)
+    instance = await start(api, "broken_condition", {"amount": 5})  # no `limit`
     final = await wait_for(api, instance, "failed")
-    assert "compute_total" in final["error"]
+    assert "check" in final["error"] and "limit" in final["error"]
     # a failed instance has no result to carry its last audit entries: they are written on the way out
     history = (await api.get(f"/instances/{instance}/history")).json()
     assert [r["action"] for r in history][-1] == "instance.failed"
-    assert ("element.entered", "compute_total") in [(r["action"], r["element_id"]) for r in history]
+    assert ("element.entered", "check") in [(r["action"], r["element_id"]) for r in history]
 
 
 async def test_two_approvers_complete_at_once_exactly_one_wins(api: httpx.AsyncClient) -> None:
