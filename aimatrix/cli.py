@@ -59,6 +59,10 @@ def _worker(pool: str) -> None:
         from workers.connector import main as connector_main
 
         asyncio.run(connector_main())
+    elif pool == "gpu":
+        from workers.gpu.worker import main as gpu_main
+
+        asyncio.run(gpu_main())
     elif pool == "sandbox":
         from workers.sandbox import main as sandbox_main
 
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start Temporal, every worker pool and the API; deploy the examples")
     worker = commands.add_parser("worker", help="run one worker pool")
-    worker.add_argument("pool", choices=["engine", "connector", "sandbox"])
+    worker.add_argument("pool", choices=["engine", "connector", "sandbox", "gpu"])
     deploy = commands.add_parser("deploy", help="deploy .bpmn/.dmn files")
     deploy.add_argument("files", nargs="+", type=Path)
     commands.add_parser("definitions", help="list deployed definitions")

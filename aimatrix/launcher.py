@@ -22,7 +22,7 @@ from aimatrix.binaries import temporal_cli
 from aimatrix.settings import Settings, get_settings
 from api.main import admin_key
 
-POOLS = ("engine", "connector", "sandbox")
+POOLS = ("engine", "connector", "sandbox", "gpu")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

@@ -13,6 +13,8 @@ from datetime import timedelta
 
 from workflows.contracts import (
     CONNECTOR_TASK_QUEUE,
+    GPU_OPERATIONS,
+    GPU_TASK_QUEUE,
     SANDBOX_TASK_QUEUE,
     OperatorRoute,
 )
@@ -93,6 +95,18 @@ registry.register(
         task_queue=CONNECTOR_TASK_QUEUE,
         start_to_close=timedelta(seconds=60),
         operations=frozenset({"request"}),
+    ),
+)
+registry.register(
+    "gpu",
+    PoolConfig(
+        task_queue=GPU_TASK_QUEUE,
+        # a request waits for its pass behind others, and a big one runs many passes; a worker that dies
+        # mid-request is noticed by its missing heartbeats, not after the whole timeout, and a cancelled
+        # request (interrupting boundary event) learns it at its next heartbeat: within ~8 s
+        start_to_close=timedelta(minutes=10),
+        heartbeat=timedelta(seconds=10),
+        operations=GPU_OPERATIONS,
     ),
 )
 # Script tasks. The child process has its own wall-clock limit (5 s by default); this one only
