@@ -213,17 +213,20 @@ def step_budget(filename: str, steps: int = DEFAULT_STEPS) -> Iterator[None]:
     about to exhaust it ever meets it.
     """
     remaining = steps
-    baseline = _rss()
+    baseline: int | None = None  # taken at the first look: most expressions end long before it
     _budget.items = 0
 
     def local(frame: FrameType, event: str, arg: Any) -> Any:
-        nonlocal remaining
+        nonlocal remaining, baseline
         if event == "line":
             remaining -= 1
             if remaining < 0:
                 raise ResourceLimitError(f"model code ran more than {steps} steps")
-            if remaining % _RSS_EVERY == 0 and _rss() - baseline > MAX_GROWTH_BYTES:
-                raise ResourceLimitError(f"model code used more than {MAX_GROWTH_BYTES // 2**20} MiB")
+            if remaining % _RSS_EVERY == 0:
+                if baseline is None:
+                    baseline = _rss()
+                elif _rss() - baseline > MAX_GROWTH_BYTES:
+                    raise ResourceLimitError(f"model code used more than {MAX_GROWTH_BYTES // 2**20} MiB")
         return local
 
     def calls(frame: FrameType, event: str, arg: Any) -> Any:
