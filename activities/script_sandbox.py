@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -45,8 +46,11 @@ class Limits:
     open_files: int = 32
 
 
-def isolation_prefix(python: str = sys.executable) -> list[str]:
-    """The `unshare` invocation this host allows (a network namespace, an unprivileged user), or []."""
+@functools.cache
+def isolation_prefix(python: str = sys.executable) -> tuple[str, ...]:
+    """The `unshare` invocation this host allows (a network namespace, an unprivileged user), or ().
+
+    Probed once per process: every sandbox (tests build several) shares the answer."""
     candidates = (
         # as root: drop to nobody too, unless the interpreter lives where nobody cannot read (~root/.pyenv)
         [["unshare", "--net", "--setuid", str(_NOBODY), "--setgid", str(_NOBODY), "--"], ["unshare", "--net", "--"]]
@@ -59,13 +63,15 @@ def isolation_prefix(python: str = sys.executable) -> list[str]:
         except (OSError, subprocess.SubprocessError):
             continue
         if probe.returncode == 0:
-            return prefix
+            return tuple(prefix)
     log.warning("no network namespace for script sandboxes: scripts still cannot import or open anything")
-    return []
+    return ()
 
 
 class ScriptSandbox:
-    def __init__(self, limits: Limits | None = None, *, prefix: list[str] | None = None, parallel: int = 0) -> None:
+    def __init__(
+        self, limits: Limits | None = None, *, prefix: tuple[str, ...] | None = None, parallel: int = 0
+    ) -> None:
         self.limits = limits or Limits()
         self._prefix = isolation_prefix() if prefix is None else prefix
         self._gate = asyncio.Semaphore(parallel or 2 * (os.cpu_count() or 1))

@@ -13,8 +13,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
 from api.state import AppState
-from bpmn import messages
-from bpmn.definitions import load_process, start_input
+from bpmn.definitions import MessageStartOnly, start_input
 from bpmn.operators import UnknownOperatorError
 from store import audit, definitions, instances
 from workflows.contracts import PROCESS_WORKFLOW
@@ -58,25 +57,21 @@ async def launch(
     found_version, digest, files, owner = await run_in_threadpool(load)
     instance_id = str(uuid.uuid4())
     requested_at = datetime.now(UTC)  # the request comes before the instance's own first entry
-    if start_message is None:
-        process = await run_in_threadpool(load_process, files, key, digest)
-        if not messages.has_plain_start(process):
-            names = ", ".join(repr(n) for n in messages.start_names(process))
-            raise HTTPException(
-                409, detail=f"definition '{key}' starts only on a message ({names}): publish it with POST /messages"
-            )
     try:
         inp = await run_in_threadpool(
             lambda: start_input(
                 instance_id=instance_id, key=key, version=found_version, digest=digest, files=files,
-                variables=variables, business_key=business_key, started_by=actor,
+                variables=variables, business_key=business_key, started_by=actor, start_message=start_message,
+                tenant=owner,
             )
         )  # fmt: skip
+    except MessageStartOnly as names:
+        raise HTTPException(
+            409, detail=f"definition '{key}' starts only on a message ({names}): publish it with POST /messages"
+        ) from None
     except UnknownOperatorError as err:
         # deployed while a pool existed that this API process does not know (configuration drift)
         raise HTTPException(409, detail=f"definition '{key}' cannot start here: {err}") from None
-    inp.start_message = start_message
-    inp.tenant = owner
     await temporal.start_workflow(
         PROCESS_WORKFLOW,
         inp,

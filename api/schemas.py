@@ -162,12 +162,3 @@ class MessageReceipt(BaseModel):
     correlation_key: str | None
     delivered: list[MessageDelivered] = Field(description="waiting instances that received it, one element each")
     started: list[MessageStarted] = Field(description="instances started by a message start event")
-
-
-class MessageSubscriptionPublic(BaseModel):
-    instance_id: str
-    definition_key: str
-    element_id: str
-    message_name: str
-    correlation_key: str | None
-    created_at: datetime

@@ -538,9 +538,16 @@ def start_input(
     variables: dict[str, Any] | None = None,
     business_key: str | None = None,
     started_by: str | None = None,
+    start_message: str | None = None,
+    tenant: str | None = None,
 ) -> ProcessInput:
-    """Everything a ProcessWorkflow needs, including the routes of the operators it calls."""
+    """Everything a ProcessWorkflow needs, including the routes of the operators it calls.
+
+    Raises MessageStartOnly when started without a message but the process has no plain start event.
+    """
     process = load_process(files, key, digest)
+    if start_message is None and not messages.has_plain_start(process):
+        raise MessageStartOnly(messages.start_names(process))
     return ProcessInput(
         instance_id=instance_id,
         definition_key=key,
@@ -551,7 +558,16 @@ def start_input(
         business_key=business_key,
         started_by=started_by,
         operators=registry.routes(operators_used(process)),
+        start_message=start_message,
+        tenant=tenant,
     )
+
+
+class MessageStartOnly(ValueError):
+    """The process starts only on a message: starting it any other way would leave it waiting."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(repr(name) for name in names))
 
 
 def _uses_decisions(process: ProcessSpec) -> bool:

@@ -90,23 +90,17 @@ def is_script_task(task: Task) -> bool:
     return isinstance(task.task_spec, SandboxedScriptTask)
 
 
-def uses_scripts(process: ProcessSpec) -> bool:
-    return any(
-        isinstance(task_spec, SandboxedScriptTask)
-        for spec in [process.spec, *process.subprocess_specs.values()]
-        for task_spec in spec.task_specs.values()
-    )
-
-
 def script_params(task: Task) -> dict[str, Any]:
     spec: SandboxedScriptTask = task.task_spec
     return {"script": spec.script, "data": json_safe(task.data)}
 
 
-def complete_script_task(task: Task, data: Any) -> None:
-    """What the script left is the task's data, as when Spiff runs a script inline."""
+def complete_script_task(task: Task, result: Any) -> None:
+    """The sandbox's answer `{"data": ...}`: what the script left is the task's data, as when Spiff
+    runs a script inline."""
+    data = result.get("data") if isinstance(result, dict) else None
     if not isinstance(data, dict):
-        raise TypeError(f"the sandbox returned {type(data).__name__}, not the script's variables")
+        raise TypeError(f"the sandbox returned {type(result).__name__} without the script's variables")
     task.data = dict(data)
     task.complete()
 

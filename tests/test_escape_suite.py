@@ -12,6 +12,7 @@ or the evaluation not stopping. After each payload the suite checks all four.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import math
@@ -249,8 +250,6 @@ def _attempt(surface: str, code: str, canary: Path, sandbox: ScriptSandbox) -> s
     except ModelValidationError:
         return "refused"
     if surface == "script":
-        import asyncio
-
         request = json.dumps({"script": code.replace("{canary}", str(canary)), "data": {"order": 1}}).encode()
         answer = asyncio.run(sandbox.run(request))
         assert SECRET not in json.dumps(answer) and "root:" not in json.dumps(answer), answer

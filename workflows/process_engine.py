@@ -76,7 +76,6 @@ class ProcessEngine:
     def __init__(self, inp: ProcessInput) -> None:
         self._input = inp
         process = load_process(inp.files, inp.definition_key, inp.definition_hash)
-        self._uses_scripts = runtime.uses_scripts(process)
         self._bw = runtime.new_workflow(process, inp.variables)
         self._status = "running"
         self._error: str | None = None
@@ -104,7 +103,8 @@ class ProcessEngine:
             actor=self._input.started_by,
             data={"variables": self._input.variables, "business_key": self._input.business_key},
         )
-        if self._uses_scripts and workflow.patched(_SCRIPT_SANDBOX_PATCH):
+        # the input routes `sandbox.script` exactly when the process has script tasks
+        if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
             # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
             self._bw.script_engine.inline_scripts = False
         try:
@@ -178,7 +178,7 @@ class ProcessEngine:
             self._details[task_id] = (None, None if script else {"result": payload})
             try:
                 if script:
-                    runtime.complete_script_task(task, payload.get("data") if isinstance(payload, dict) else payload)
+                    runtime.complete_script_task(task, payload)
                 else:
                     runtime.complete_service_task(task, payload)
             except (ArithmeticError, LookupError, NameError, TypeError, ValueError) as err:

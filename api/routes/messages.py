@@ -26,7 +26,6 @@ from api.schemas import (
     MessagePublish,
     MessageReceipt,
     MessageStarted,
-    MessageSubscriptionPublic,
 )
 from store import audit
 from store import messages as message_store
@@ -107,13 +106,13 @@ def list_subscriptions(
     instance_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
-) -> list[MessageSubscriptionPublic]:
+) -> list[message_store.SubscriptionView]:
     """Elements waiting for a message now, oldest first: what POST /messages would reach."""
     with state.session_factory() as session:
         rows = message_store.list_subscriptions(
             session, name=name, instance_id=instance_id, limit=limit, offset=offset, tenant=user.tenant
         )
-    return [MessageSubscriptionPublic(**row.__dict__) for row in rows]
+    return rows
 
 
 async def _deliver(temporal: Client, instance_id: str, message: DeliverMessageInput) -> MessageDelivered | None:
