@@ -11,6 +11,8 @@ or time.
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 
 from lxml import etree
@@ -47,8 +49,9 @@ _OPTIONS: dict[str, object] = {
     "remove_pis": True,
     "collect_ids": False,
 }
-# A file with more '<' than the element limit is fed in pieces, so that the count stops it early:
-# parsed whole, 5 MB of `<a/>` took over a second and built a million-element tree before it was counted.
+# A file that may hold more elements than the limit, with comments or CDATA (so its tags cannot simply
+# be counted), is fed in pieces, so that the count stops it early: parsed whole, 5 MB of `<a/>` took
+# over a second and built a million-element tree before it was counted.
 _CHUNK = 64 * 1024
 
 
@@ -67,9 +70,19 @@ def parse_xml(content: bytes, limits: XmlLimits | None = None) -> etree._Element
     # subset a DOCTYPE names (a local file, a FIFO that blocks the request) while parsing.
     if _doctype_in_prolog(text) or "<!ENTITY" in text.upper():
         raise XmlError("DOCTYPE and ENTITY declarations are not allowed in models")
+    # Every start tag is a '<' followed by a name. Outside comments and CDATA (where '<' may stand
+    # unescaped) nothing else is, so there the count is exact: a file over the limit is parsed (in C,
+    # no tree kept) only up to the first tag past it, so an error before that point is still the one
+    # reported, then refused. With comments or CDATA the count is an upper bound, and only a file over
+    # it is counted exactly while parsing.
+    crossing = next(itertools.islice(_START_TAG.finditer(content), limits.max_elements, None), None)
     try:
-        if text.count("<") <= limits.max_elements:  # every element has a '<': it cannot be over the limit
+        if crossing is None:
             root = etree.fromstring(content, etree.XMLParser(**_OPTIONS))
+        elif b"<!--" not in content and b"<![CDATA[" not in content:
+            etree.XMLParser(**_OPTIONS).feed(content[: crossing.start()])
+            line = content.count(b"\n", 0, crossing.start()) + 1
+            raise XmlError(f"too many elements: the limit is {limits.max_elements}", line)
         else:
             root = _parse_counting(content, limits.max_elements)
     except etree.XMLSyntaxError as err:
@@ -84,6 +97,9 @@ def parse_xml(content: bytes, limits: XmlLimits | None = None) -> etree._Element
         raise XmlError("XInclude is not allowed in models", include.sourceline)
     _check_depth(root, limits.max_depth)
     return root
+
+
+_START_TAG = re.compile(rb"<[^/!?]")
 
 
 def _parse_counting(content: bytes, max_elements: int) -> etree._Element:
