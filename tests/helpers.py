@@ -94,3 +94,21 @@ def http_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def completed_history(api: httpx.AsyncClient, instance: str) -> list[dict[str, Any]]:
+    """The audit history of an instance that completed, once its last entries are stored."""
+    for _ in range(100):  # a completed instance's last entries arrive with the status projector
+        records: list[dict[str, Any]] = (await api.get(f"/instances/{instance}/history")).json()
+        if any(r["action"] == "instance.completed" for r in records):
+            return records
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no instance.completed in the history of {instance}: {records}")
+
+
+def completion(records: list[dict[str, Any]], element_id: str) -> dict[str, Any]:
+    """The element.completed entry of `element_id`."""
+    found: dict[str, Any] = next(
+        r for r in records if r["action"] == "element.completed" and r["element_id"] == element_id
+    )
+    return found

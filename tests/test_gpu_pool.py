@@ -23,7 +23,7 @@ import torch
 from temporalio.client import Client
 from transformers import AutoTokenizer, BertForSequenceClassification
 
-from tests.helpers import DATA, EXAMPLES, deploy, start, wait_for, wait_for_tasks
+from tests.helpers import DATA, EXAMPLES, completed_history, completion, deploy, start, wait_for, wait_for_tasks
 from workers.gpu.activities import GpuActivities
 from workers.gpu.batching import BatchPolicy, DynamicBatcher
 from workers.gpu.contracts import MODELS_ENV
@@ -59,22 +59,6 @@ async def gpu_service() -> AsyncIterator[InferenceService]:
 async def gpu_pool(client: Client, gpu_service: InferenceService) -> AsyncIterator[InferenceService]:
     async with build_worker(client, GpuActivities(gpu_service)):
         yield gpu_service
-
-
-async def _history(api: httpx.AsyncClient, instance: str) -> list[dict[str, Any]]:
-    for _ in range(100):  # a completed instance's last entries arrive with the status projector
-        records: list[dict[str, Any]] = (await api.get(f"/instances/{instance}/history")).json()
-        if any(r["action"] == "instance.completed" for r in records):
-            return records
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no instance.completed in the history of {instance}: {records}")
-
-
-def _completion(records: list[dict[str, Any]], element_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(
-        r for r in records if r["action"] == "element.completed" and r["element_id"] == element_id
-    )
-    return found
 
 
 async def _incident(api: httpx.AsyncClient, instance: str) -> dict[str, Any]:
@@ -134,7 +118,7 @@ async def test_classify_through_the_platform_records_the_model_in_the_audit(
     assert variables["model"] == "all-MiniLM-L6-v2" and variables["model_revision"] == revision
 
     # every automated decision says which model made it
-    result = _completion(await _history(api, instance), "classify")["data"]["result"]
+    result = completion(await completed_history(api, instance), "classify")["data"]["result"]
     assert result["model"] == "all-MiniLM-L6-v2" and result["revision"] == revision
     assert result["device"] == "cpu" and result["dtype"] == "float32" and result["latency_ms"] > 0
     assert result["method"] == "embedding-similarity" and result["label"] == "invoice"
@@ -203,8 +187,9 @@ async def test_a_long_request_heartbeats_and_an_interrupting_timer_cancels_it(
     await deploy(api, DATA / "gpu_long_request.bpmn", expect=201)
     stats = (await gpu_pool.model()).batcher.stats
 
-    # 12 long documents take well over the task's 1 s heartbeat timeout: only heartbeats keep it alive
-    instance = await start(api, "gpu_long_request", {"query": "late payment", "documents": _documents(1, 12),
+    # 40 long documents take well over the task's 1 s heartbeat timeout (12 took 0.74 s on a fast CPU):
+    # only heartbeats keep it alive
+    instance = await start(api, "gpu_long_request", {"query": "late payment", "documents": _documents(1, 40),
                                                      "deadline": "PT120S"})  # fmt: skip
     done = await wait_for(api, instance, "completed", timeout=120)
     assert "ranked" in done["completed"] and isinstance(done["variables"]["best"], int)
@@ -280,5 +265,5 @@ async def test_invoice_triage_example(
     final = await wait_for(api, instance, "completed")
     assert final["variables"]["team"] == team
     assert ("review" in final["completed"]) is reviewed
-    decision = _completion(await _history(api, instance), "classify")["data"]["result"]
+    decision = completion(await completed_history(api, instance), "classify")["data"]["result"]
     assert decision["model"] == "all-MiniLM-L6-v2" and decision["revision"].startswith("sha256:")
