@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_instances --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 	$(BIN)/python -m benchmarks.bench_inference --temporal
 	$(BIN)/python -m benchmarks.bench_sandbox
+	$(BIN)/python -m benchmarks.bench_edge
 
 clean:
 	rm -rf $(VENV) .aimatrix .pytest_cache .mypy_cache .ruff_cache

@@ -50,7 +50,7 @@ def _show(response: httpx.Response) -> None:
         sys.exit(1)
 
 
-def _worker(pool: str) -> None:
+def _worker(pool: str, site: str | None = None) -> None:
     if pool == "engine":
         from workers.engine import main as engine_main
 
@@ -67,6 +67,10 @@ def _worker(pool: str) -> None:
         from workers.sandbox import main as sandbox_main
 
         asyncio.run(sandbox_main())
+    elif pool == "edge":
+        from workers.edge.worker import main as edge_main
+
+        asyncio.run(edge_main([] if site is None else ["--site", site]))
     else:
         sys.exit(f"unknown pool {pool!r}")
 
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start Temporal, every worker pool and the API; deploy the examples")
     worker = commands.add_parser("worker", help="run one worker pool")
-    worker.add_argument("pool", choices=["engine", "connector", "sandbox", "gpu"])
+    worker.add_argument("pool", choices=["engine", "connector", "sandbox", "gpu", "edge"])
+    worker.add_argument("--site", help="edge pool: the site this worker serves (its queue is edge.<site>)")
     deploy = commands.add_parser("deploy", help="deploy .bpmn/.dmn files")
     deploy.add_argument("files", nargs="+", type=Path)
     commands.add_parser("definitions", help="list deployed definitions")
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         run()
         return
     if args.command == "worker":
-        _worker(args.pool)
+        _worker(args.pool, args.site)
         return
     if args.command == "audit":
         _verify_audit()

@@ -22,7 +22,8 @@ from aimatrix.binaries import temporal_cli
 from aimatrix.settings import Settings, get_settings
 from api.main import admin_key
 
-POOLS = ("engine", "connector", "sandbox", "gpu")
+# the edge pool runs one worker for the site AIMATRIX_EDGE_SITE names (`local` by default)
+POOLS = ("engine", "connector", "sandbox", "gpu", "edge")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

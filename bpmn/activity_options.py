@@ -17,10 +17,14 @@ DURATIONS = {
     "aimatrix.scheduleToCloseTimeout": "schedule_to_close_seconds",
     "aimatrix.heartbeatTimeout": "heartbeat_seconds",
     "aimatrix.retryBackoff": "initial_interval_seconds",
+    # per-site pools (edge): how long a task waits for a worker of its site before it falls back
+    "aimatrix.scheduleToStartTimeout": "schedule_to_start_seconds",
 }
 COEFFICIENT = "aimatrix.backoffCoefficient"
 RETRIES = "aimatrix.retries"
-NAMES = frozenset({*DURATIONS, COEFFICIENT, RETRIES})
+# `off`: a per-site task never leaves its site (the data must stay there); it waits for a worker there
+FALLBACK = "aimatrix.fallback"
+NAMES = frozenset({*DURATIONS, COEFFICIENT, RETRIES, FALLBACK})
 
 _MAX = timedelta(days=365)
 _DURATION = re.compile(
@@ -29,19 +33,19 @@ _DURATION = re.compile(
 )
 
 
-def parse(values: dict[str, str]) -> tuple[dict[str, float], int | None]:
+def parse(values: dict[str, str]) -> tuple[dict[str, float | None], int | None]:
     """The route overrides and the retry count in `values` (only `aimatrix.*` names are read).
 
     Raises ValueError naming the header and what is wrong with its value.
     """
-    options: dict[str, float] = {}
+    options: dict[str, float | None] = {}
     retries: int | None = None
     for name, raw in values.items():
         if not name.startswith("aimatrix."):
             continue
         value = raw.strip()
         if name in DURATIONS:
-            options[DURATIONS[name]] = _seconds(name, value)
+            options[DURATIONS[name]] = _seconds(name, value)  # overrides a default set by `fallback`
         elif name == COEFFICIENT:
             try:
                 coefficient = float(value)
@@ -50,6 +54,14 @@ def parse(values: dict[str, str]) -> tuple[dict[str, float], int | None]:
             if not 1 <= coefficient <= 100:
                 raise ValueError(f"{name} must be a number from 1 to 100, not {raw!r}")
             options["backoff"] = coefficient
+        elif name == FALLBACK:
+            if value.lower() not in ("off", "on"):
+                raise ValueError(f"{name} must be 'on' (the default) or 'off', not {raw!r}")
+            if value.lower() == "off":
+                options["fallback_operator"] = None
+                options["fallback_task_queue"] = None
+                # it waits at its site for as long as it takes, unless the model sets how long
+                options.setdefault("schedule_to_start_seconds", None)
         elif name == RETRIES:
             if not value.isdigit() or int(value) > 100:
                 raise ValueError(f"{name} must be a whole number from 0 to 100, not {raw!r}")

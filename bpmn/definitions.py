@@ -282,10 +282,15 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
                 _check_code(condition.args[0], "eval", "condition", task_spec, file_name, upload, errors)
         if isinstance(task_spec, ExternalServiceTask):
             try:
-                registry.resolve(task_spec.operation_name)
+                resolved = registry.resolve(task_spec.operation_name)
             except UnknownOperatorError as err:
                 line = _line_of(upload.roots.get(file_name), element_id)
                 errors.append(ModelError(file_name, element_id, line, str(err)))
+            else:
+                problem = _site_problem(resolved.config.site_param, task_spec)
+                if problem:
+                    line = _line_of(upload.roots.get(file_name), element_id)
+                    errors.append(ModelError(file_name, element_id, line, f"operator '{resolved.name}': {problem}"))
             for param_name, param in task_spec.operation_params.items():
                 _check_code(str(param.get("value", "")), "eval", f"parameter '{param_name}'", task_spec,
                             file_name, upload, errors)  # fmt: skip
@@ -295,6 +300,27 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
             _check_timer(timer, task_spec, file_name, upload, errors)
         key = getattr(getattr(task_spec, "event_definition", None), "correlation_key_expression", None)
         _check_code(key, "eval", "correlation key", task_spec, file_name, upload, errors)
+
+
+_SITE_SETTINGS = {
+    "schedule_to_start_seconds": "aimatrix.scheduleToStartTimeout",
+    "fallback_operator": "aimatrix.fallback",
+}
+
+
+def _site_problem(site_param: str | None, task_spec: Any) -> str | None:
+    """A per-site operator (edge.*) needs its site parameter; the site settings fit no other."""
+    if site_param is not None:
+        if site_param not in task_spec.operation_params:
+            return (
+                f"it runs at an edge site: give the task a '{site_param}' parameter naming the site "
+                "(e.g. 'plant-7', or an expression over the process data)"
+            )
+        return None
+    used = [name for field, name in _SITE_SETTINGS.items() if field in task_spec.activity_options]
+    if used:
+        return f"{', '.join(used)} only applies to operators that run at a site (edge.*)"
+    return None
 
 
 def _check_timer(

@@ -13,6 +13,8 @@ from datetime import timedelta
 
 from workflows.contracts import (
     CONNECTOR_TASK_QUEUE,
+    EDGE_OPERATIONS,
+    EDGE_TASK_QUEUE_PREFIX,
     GPU_OPERATIONS,
     GPU_TASK_QUEUE,
     SANDBOX_TASK_QUEUE,
@@ -32,6 +34,10 @@ class PoolConfig:
     initial_interval: timedelta = timedelta(seconds=1)
     backoff: float = 2.0
     operations: frozenset[str] | None = None  # None: the pool accepts any operation name
+    # a pool with a queue per site: the task names its site in this parameter (`task_queue.<site>`)
+    site_param: str | None = None
+    schedule_to_start: timedelta | None = None
+    fallback_pool: str | None = None  # runs the same operation when no worker of the site starts it
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class ResolvedOperator:
     pool: str
     operation: str
     config: PoolConfig
+    fallback: PoolConfig | None = None
 
     def route(self) -> OperatorRoute:
         c = self.config
@@ -51,6 +58,10 @@ class ResolvedOperator:
             max_attempts=c.max_attempts,
             initial_interval_seconds=c.initial_interval.total_seconds(),
             backoff=c.backoff,
+            site_param=c.site_param,
+            schedule_to_start_seconds=c.schedule_to_start.total_seconds() if c.schedule_to_start else None,
+            fallback_operator=f"{c.fallback_pool}.{self.operation}" if self.fallback else None,
+            fallback_task_queue=self.fallback.task_queue if self.fallback else None,
         )
 
 
@@ -59,6 +70,15 @@ class OperatorRegistry:
     pools: dict[str, PoolConfig] = field(default_factory=dict)
 
     def register(self, prefix: str, config: PoolConfig) -> None:
+        fallback = self.pools.get(config.fallback_pool) if config.fallback_pool else None
+        if config.fallback_pool and (
+            fallback is None
+            or (fallback.operations is not None and not (config.operations or set()) <= fallback.operations)
+        ):
+            raise ValueError(
+                f"pool '{prefix}': its fallback pool '{config.fallback_pool}' must be registered first "
+                "and offer the same operations"
+            )
         self.pools[prefix] = config
 
     def resolve(self, operator: str) -> ResolvedOperator:
@@ -77,7 +97,8 @@ class OperatorRegistry:
         if config.operations is not None and operation not in config.operations:
             known = ", ".join(sorted(f"{pool}.{op}" for op in config.operations))
             raise UnknownOperatorError(f"operator '{operator}' is not offered by pool '{pool}' ({known})")
-        return ResolvedOperator(operator, pool, operation, config)
+        fallback = self.pools[config.fallback_pool] if config.fallback_pool else None
+        return ResolvedOperator(operator, pool, operation, config, fallback)
 
     def routes(self, operators: set[str]) -> dict[str, OperatorRoute]:
         """Routes for every operator a process uses, to carry in its ProcessInput."""
@@ -119,5 +140,21 @@ registry.register(
         start_to_close=timedelta(seconds=60),
         initial_interval=timedelta(milliseconds=200),
         operations=frozenset({"script"}),
+    ),
+)
+# Edge sites: `edge.<operation>` with a `site` parameter runs on the int8 model of that site's workers
+# (queue `edge.<site>`). Edge first: when none of them starts the task within a schedule-to-start
+# timeout (the site is down, or has no worker yet), the gpu pool runs the same operation instead; a
+# model sets `aimatrix.fallback=off` where data must not leave the site.
+registry.register(
+    "edge",
+    PoolConfig(
+        task_queue=EDGE_TASK_QUEUE_PREFIX,
+        start_to_close=timedelta(minutes=10),
+        heartbeat=timedelta(seconds=10),
+        operations=EDGE_OPERATIONS,
+        site_param="site",
+        schedule_to_start=timedelta(seconds=30),
+        fallback_pool="gpu",
     ),
 )

@@ -63,7 +63,7 @@ class AnyServiceTaskParser(ServiceTaskParser):
             **self.bpmn_attributes,
         )
 
-    def _activity_options(self, values: dict[str, str]) -> tuple[dict[str, float], int | None]:
+    def _activity_options(self, values: dict[str, str]) -> tuple[dict[str, float | None], int | None]:
         try:
             return activity_options.parse({str(k): str(v) for k, v in values.items()})
         except ValueError as err:

@@ -23,7 +23,7 @@ class ExternalServiceTask(ServiceTask):
         *,
         output_mappings: list[tuple[str, str]] | None = None,
         merge_result: bool = False,
-        activity_options: dict[str, float] | None = None,
+        activity_options: dict[str, float | None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(wf_spec, bpmn_id, **kwargs)

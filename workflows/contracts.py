@@ -14,6 +14,9 @@ ENGINE_TASK_QUEUE = "engine"
 CONNECTOR_TASK_QUEUE = "connector"
 SANDBOX_TASK_QUEUE = "sandbox"
 GPU_TASK_QUEUE = "gpu"
+# The edge pool has a task queue per site: `edge.<site>`, polled by the edge workers of that site.
+EDGE_TASK_QUEUE_PREFIX = "edge"
+EDGE_SITE_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
 
 PROCESS_WORKFLOW = "ProcessWorkflow"
 SYNC_TASKS_ACTIVITY = "engine.sync_tasks"
@@ -25,6 +28,10 @@ GPU_CLASSIFY_ACTIVITY = "gpu.classify"
 GPU_EMBED_ACTIVITY = "gpu.embed"
 GPU_SIMILARITY_ACTIVITY = "gpu.similarity"
 GPU_OPERATIONS = frozenset({"classify", "embed", "similarity"})
+EDGE_CLASSIFY_ACTIVITY = "edge.classify"
+EDGE_EMBED_ACTIVITY = "edge.embed"
+EDGE_SIMILARITY_ACTIVITY = "edge.similarity"
+EDGE_OPERATIONS = GPU_OPERATIONS  # the same operations, on an int8 model near the data
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
@@ -58,6 +65,18 @@ class OperatorRoute:
     max_attempts: int = 3
     initial_interval_seconds: float = 1.0
     backoff: float = 2.0
+    # Per-site pools (edge): the activity goes to `<task_queue>.<site>`, the site being the service
+    # task's parameter of this name.
+    site_param: str | None = None
+    schedule_to_start_seconds: float | None = None
+    # When no worker starts the activity within schedule_to_start (no worker of that site is up),
+    # this operator runs it on this queue instead, and the audit history says so.
+    fallback_operator: str | None = None
+    fallback_task_queue: str | None = None
+
+
+def edge_task_queue(site: str) -> str:
+    return f"{EDGE_TASK_QUEUE_PREFIX}.{site}"
 
 
 @dataclass

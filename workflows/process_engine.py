@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,13 +26,15 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 from bpmn import messages, runtime
 from bpmn.definitions import load_process
 from workflows.contracts import (
     AUDIT_ACTIVITY,
     BPMN_ERROR,
+    EDGE_SITE_PATTERN,
     INCIDENT_NOT_OPEN,
     INSTANCE_NOT_RUNNING,
     INVALID_VARIABLES,
@@ -50,6 +53,7 @@ from workflows.contracts import (
     Incident,
     MessageSubscription,
     OpenTask,
+    OperatorRoute,
     ProcessInput,
     ProcessResult,
     ProcessState,
@@ -245,31 +249,48 @@ class ProcessEngine:
             return
         retries = None if script else spec.retries
         attempts = retries + 1 if isinstance(retries, int) else route.max_attempts
+        task_queue = route.task_queue
+        site = None
+        if route.site_param is not None:
+            site = params.get(route.site_param)
+            if not isinstance(site, str) or re.fullmatch(EDGE_SITE_PATTERN, site) is None:
+                self._inbox.append(("service_failure", task_id, (
+                    f"parameter '{route.site_param}' must name a site (lower-case letters, digits, - and _), "
+                    f"got {site!r}"
+                )))  # fmt: skip
+                return
+            task_queue = f"{route.task_queue}.{site}"
         dispatch = self._dispatches[task_id] = self._dispatches.get(task_id, 0) + 1
         # the first activity of a task is named by the task id; a retry after an incident gets a new id
         activity_id = task_id if dispatch == 1 else f"{task_id}/retry-{dispatch - 1}"
+        request = ServiceTaskInput(
+            operator=operator,
+            params=params,
+            instance_id=self._input.instance_id,
+            definition_key=self._input.definition_key,
+            element_id=spec.bpmn_id,
+            task_id=task_id,
+        )
         try:
-            result = await workflow.execute_activity(
-                operator,
-                ServiceTaskInput(
-                    operator=operator,
-                    params=params,
-                    instance_id=self._input.instance_id,
-                    definition_key=self._input.definition_key,
-                    element_id=spec.bpmn_id,
-                    task_id=task_id,
-                ),
-                task_queue=route.task_queue,
-                activity_id=activity_id,
-                start_to_close_timeout=timedelta(seconds=route.start_to_close_seconds),
-                schedule_to_close_timeout=_seconds(route.schedule_to_close_seconds),
-                heartbeat_timeout=_seconds(route.heartbeat_seconds),
-                retry_policy=RetryPolicy(
-                    maximum_attempts=attempts,
-                    initial_interval=timedelta(seconds=route.initial_interval_seconds),
-                    backoff_coefficient=route.backoff,
-                ),
-            )
+            try:
+                result = await self._execute(operator, request, task_queue, activity_id, route, attempts)
+            except ActivityError as err:
+                if not (_unstarted(err) and route.fallback_operator and route.fallback_task_queue):
+                    raise
+                if self._activities.get(task_id) is not asyncio.current_task():
+                    return  # cancelled meanwhile
+                # Edge first: no worker of the site took it in time, so the central pool runs it.
+                fallback = route.fallback_operator
+                self._record("service.fallback", element_id=spec.bpmn_id, data={
+                    "operator": operator, "site": site, "task_queue": task_queue,
+                    "fallback_operator": fallback, "fallback_task_queue": route.fallback_task_queue,
+                    "reason": f"no worker of site '{site}' started it within {route.schedule_to_start_seconds:g} s",
+                })  # fmt: skip
+                request = dataclasses.replace(request, operator=fallback)
+                result = await self._execute(
+                    fallback, request, route.fallback_task_queue, f"{activity_id}/fallback", route, attempts,
+                    schedule_to_start=False,
+                )  # fmt: skip
         except ActivityError as err:
             if self._activities.get(task_id) is not asyncio.current_task():
                 return  # cancelled by the process (boundary event) or the instance
@@ -281,6 +302,34 @@ class ProcessEngine:
                 self._inbox.append(("service_failure", task_id, str(cause or err)))
             return
         self._inbox.append(("service_result", task_id, result))
+
+    async def _execute(
+        self,
+        operator: str,
+        request: ServiceTaskInput,
+        task_queue: str,
+        activity_id: str,
+        route: OperatorRoute,
+        attempts: int,
+        *,
+        schedule_to_start: bool = True,
+    ) -> Any:
+        return await workflow.execute_activity(
+            operator,
+            request,
+            task_queue=task_queue,
+            activity_id=activity_id,
+            start_to_close_timeout=timedelta(seconds=route.start_to_close_seconds),
+            schedule_to_close_timeout=_seconds(route.schedule_to_close_seconds),
+            # only a per-site route has one, and it is not retried: the fallback takes over
+            schedule_to_start_timeout=_seconds(route.schedule_to_start_seconds) if schedule_to_start else None,
+            heartbeat_timeout=_seconds(route.heartbeat_seconds),
+            retry_policy=RetryPolicy(
+                maximum_attempts=attempts,
+                initial_interval=timedelta(seconds=route.initial_interval_seconds),
+                backoff_coefficient=route.backoff,
+            ),
+        )
 
     def _reconcile_human_tasks(self) -> None:
         ready = {str(t.id): t for t in runtime.human_tasks(self._bw)}
@@ -545,6 +594,12 @@ def _check_variables(variables: dict[str, Any]) -> None:
         runtime.check_variables(variables)
     except ValueError as err:
         raise ApplicationError(str(err), type=INVALID_VARIABLES, non_retryable=True) from None
+
+
+def _unstarted(err: ActivityError) -> bool:
+    """No worker started the activity within its schedule-to-start timeout."""
+    cause = err.cause
+    return isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 def _seconds(value: float | None) -> timedelta | None:

@@ -26,7 +26,7 @@ from workers.gpu.contracts import (
     GPU_SIMILARITY_ACTIVITY,
     MODEL_UNAVAILABLE,
 )
-from workers.gpu.encoder import ModelLoadError
+from workers.gpu.model import ModelLoadError
 from workers.gpu.registry import RegistryError, UnknownModelError
 from workers.gpu.service import DEFAULT_TEMPERATURE, BadRequest, InferenceService, Tracker
 from workflows.contracts import ServiceTaskInput

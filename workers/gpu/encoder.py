@@ -13,45 +13,20 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-import hashlib
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 import transformers
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+from workers.gpu.model import ModelInfo, ModelLoadError, Rows, pooling_of, weights_revision
 from workers.gpu.registry import ModelSpec
 
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()  # a progress bar per load in a worker's log is noise
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-_CHUNK = 1 << 20
-
-Rows = npt.NDArray[np.float32]
-
-
-class ModelLoadError(RuntimeError):
-    """The model cannot be served by this worker: a missing directory, no GPU for a cuda-only model…"""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What every result says about the model that produced it."""
-
-    name: str
-    revision: str
-    device: str
-    dtype: str
-    task: str
-    labels: tuple[str, ...] | None  # classification models: the head's labels, in logit order
-    dimensions: int  # width of a forward pass's rows (embedding size, or number of labels)
 
 
 def pick_device(policy: str) -> torch.device:
@@ -72,31 +47,6 @@ def pick_dtype(device: torch.device, policy: str) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def weights_revision(path: Path) -> str:
-    """sha256 over the weights file(s): names the exact weights behind every decision."""
-    files = [path / name for name in _WEIGHTS if (path / name).is_file()] or sorted(path.glob("*.safetensors"))
-    if not files:
-        raise ModelLoadError(f"no weights (model.safetensors / pytorch_model.bin) in {path}")
-    digest = hashlib.sha256()
-    for file in files:
-        with file.open("rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
-
-
-def _pooling(spec: ModelSpec) -> str:
-    if spec.pooling:
-        return spec.pooling
-    # sentence-transformers directories say how their embeddings are pooled
-    config = spec.path / "1_Pooling" / "config.json"
-    if config.is_file():
-        settings = json.loads(config.read_text(encoding="utf-8"))
-        if settings.get("pooling_mode_cls_token"):
-            return "cls"
-    return "mean"
-
-
 class Encoder:
     """A loaded model. `forward` is blocking and not thread-safe: one thread (the worker's device
     thread) calls it, so passes never interleave on the device."""
@@ -107,7 +57,7 @@ class Encoder:
         self.spec = spec
         self.device = pick_device(spec.device)
         self.dtype = pick_dtype(self.device, spec.dtype)
-        self.pooling = _pooling(spec)
+        self.pooling = pooling_of(spec)
         try:
             config = AutoConfig.from_pretrained(spec.path, local_files_only=True)
             self.tokenizer = AutoTokenizer.from_pretrained(spec.path, local_files_only=True)

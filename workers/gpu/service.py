@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from workers.gpu.batching import BatchPolicy, DynamicBatcher, Pending, Rows
-from workers.gpu.encoder import Encoder, ModelInfo
+from workers.gpu.model import ModelInfo, ServableModel
 from workers.gpu.registry import ModelRegistry, ModelSpec, load_registry, registry_file
 
 DEFAULT_TEMPERATURE = 0.05  # softmax over cosines: 0.05 turns a 0.1 cosine lead into ~e² odds
@@ -42,8 +43,9 @@ class Tracker:
 
 
 class ServedModel:
-    def __init__(self, encoder: Encoder, batcher: DynamicBatcher) -> None:
+    def __init__(self, encoder: ServableModel, batcher: DynamicBatcher, pool: str = "gpu") -> None:
         self.encoder = encoder
+        self.pool = pool
         self.info: ModelInfo = encoder.info
         self.batcher = batcher
         self._cache: OrderedDict[str, Rows] = OrderedDict()
@@ -68,7 +70,8 @@ class ServedModel:
         return np.concatenate([head, np.stack([known[text] for text in cached])]) if cached else head
 
     def describe(self, batch_size: int, started: float) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
+            "pool": self.pool,
             "model": self.info.name,
             "revision": self.info.revision,
             "device": self.info.device,
@@ -76,16 +79,37 @@ class ServedModel:
             "batch_size": batch_size,  # the largest pass the request's texts shared
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         }
+        if self.info.quantization:
+            described["quantization"] = self.info.quantization
+            described["source_revision"] = self.info.source_revision
+        return described
+
+
+def load_with_torch(spec: ModelSpec) -> ServableModel:
+    """The gpu pool's loader: the model in torch on its device (imported here, so that a service
+    given another loader, as the edge pool's is, never imports torch)."""
+    from workers.gpu.encoder import Encoder
+
+    return Encoder(spec)
 
 
 class InferenceService:
-    def __init__(self, *, policy: BatchPolicy | None = None, registry: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        policy: BatchPolicy | None = None,
+        registry: Path | None = None,
+        loader: Callable[[ModelSpec], ServableModel] = load_with_torch,
+        operations: str = "gpu",
+    ) -> None:
         self.policy = policy or BatchPolicy()
+        self._loader = loader
+        self.operations = operations  # the pool's prefix, for messages that name its operations
         self._registry_file = registry or registry_file()
         self._registry: ModelRegistry | None = None
         self._registry_mtime = 0.0
         # One device thread: passes of every model queue here, never interleaving on the device.
-        self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-device")
+        self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{operations}-device")
         self._models: dict[str, ServedModel] = {}
         self._loading: dict[str, asyncio.Lock] = {}
 
@@ -111,8 +135,8 @@ class InferenceService:
         return served
 
     async def _load(self, spec: ModelSpec) -> ServedModel:
-        encoder = await asyncio.get_running_loop().run_in_executor(self._device, Encoder, spec)
-        return ServedModel(encoder, DynamicBatcher(encoder.forward, self.policy, self._device))
+        encoder = await asyncio.get_running_loop().run_in_executor(self._device, self._loader, spec)
+        return ServedModel(encoder, DynamicBatcher(encoder.forward, self.policy, self._device), self.operations)
 
     def loaded(self) -> dict[str, ServedModel]:
         return dict(self._models)
@@ -135,7 +159,7 @@ class InferenceService:
         self, texts: list[str], *, model: str | None = None, tracker: Tracker | None = None
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        served = await self._embedding_model(model, "gpu.embed")
+        served = await self._embedding_model(model, f"{self.operations}.embed")
         tracker = tracker or Tracker()
         rows = await served.rows(texts, tracker)
         return {
@@ -148,7 +172,7 @@ class InferenceService:
         self, text: str, candidates: list[str], *, model: str | None = None, tracker: Tracker | None = None
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        served = await self._embedding_model(model, "gpu.similarity")
+        served = await self._embedding_model(model, f"{self.operations}.similarity")
         tracker = tracker or Tracker()
         rows = await served.rows([text], tracker, cached=candidates)
         scores = _cosines(rows[0], rows[1:])
