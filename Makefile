@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-sqlite test-postgresql lint typecheck bench clean
+.PHONY: install run test test-sqlite test-postgresql lint typecheck bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/aimatrix run
 
-## Lint, type-check, then the whole test suite against real Temporal twice: on SQLite, then on PostgreSQL.
-## Both runs always happen; any failure (lint, types, either run) fails `make test`.
+## Lint, type-check, then the whole test suite against real Temporal twice: on SQLite, then on PostgreSQL;
+## then the chaos run (kill -9 of every part of the platform under 200 instances) on each database.
+## Both suite runs always happen; any failure (lint, types, either run, a chaos check) fails `make test`.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -31,6 +32,9 @@ test: $(STAMP)
 	done; \
 	if [ -n "$$failed" ]; then echo; echo "=== pytest FAILED on:$$failed ==="; exit 1; fi; \
 	echo; echo "=== pytest passed on sqlite and postgresql ==="
+	@echo; echo "=== chaos run on sqlite, then postgresql (make chaos also writes RELIABILITY.md) ==="
+	$(BIN)/python -m benchmarks.chaos --output -
+	$(BIN)/python -m benchmarks.chaos --output - --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 ## The test suite on one database only (no lint); PYTEST_ARGS passes options or test paths to pytest
 test-sqlite test-postgresql: test-%: $(STAMP)
@@ -51,6 +55,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_inference --temporal
 	$(BIN)/python -m benchmarks.bench_sandbox
 	$(BIN)/python -m benchmarks.bench_edge
+
+## Kill -9 every part of the platform while 200 instances run; checks nothing was lost (RELIABILITY.md)
+chaos: $(STAMP)
+	$(BIN)/python -m benchmarks.chaos
+	$(BIN)/python -m benchmarks.chaos --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 clean:
 	rm -rf $(VENV) .aimatrix .pytest_cache .mypy_cache .ruff_cache

@@ -131,13 +131,14 @@ registry.register(
     ),
 )
 # Script tasks. The child process has its own wall-clock limit (5 s by default); this one only
-# bounds a worker that died mid-script, and retries are for that case: a script's own failure is
-# non-retryable.
+# bounds a worker that died mid-script (its scripts are run again elsewhere once it expires, so it
+# is kept short: the child's limit plus its start), and retries are for that case: a script's own
+# failure is non-retryable.
 registry.register(
     "sandbox",
     PoolConfig(
         task_queue=SANDBOX_TASK_QUEUE,
-        start_to_close=timedelta(seconds=60),
+        start_to_close=timedelta(seconds=15),
         initial_interval=timedelta(milliseconds=200),
         operations=frozenset({"script"}),
     ),

@@ -4,7 +4,7 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
@@ -54,12 +54,22 @@ _STATUS = {
     ),
 )
 async def start_instance(
-    body: InstanceCreate, user: OperatorUser, state: StateDep, temporal: TemporalDep
+    body: InstanceCreate,
+    user: OperatorUser,
+    state: StateDep,
+    temporal: TemporalDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> InstanceCreated:
+    """Start an instance. Send an `Idempotency-Key` header to retry safely after a lost answer (or an
+    API that died half-way): the retry returns the same instance (header `Idempotent-Replayed: true`)
+    and starts nothing new."""
     launched = await launch(
         state, temporal, key=body.definition_key, version=body.version, variables=body.variables,
-        business_key=body.business_key, actor=user.subject, tenant=user.tenant,
+        business_key=body.business_key, actor=user.subject, tenant=user.tenant, idempotency_key=idempotency_key,
     )  # fmt: skip
+    if launched.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return InstanceCreated(
         id=launched.instance_id, definition_key=launched.key, version=launched.version, status="running"
     )

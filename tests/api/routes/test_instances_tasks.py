@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
 
 from aimatrix.settings import Settings
+from api.launch import instance_id_for
+from bpmn.definitions import start_input
+from store import definitions
 from tests.conftest import API_KEY
-from tests.helpers import EXAMPLES, deploy, deploy_text, http_server, start, wait_for, wait_for_tasks
+from tests.helpers import DATA, EXAMPLES, deploy, deploy_text, http_server, start, wait_for, wait_for_tasks
+from workflows.contracts import ENGINE_TASK_QUEUE, PROCESS_WORKFLOW
 
 
 async def test_health_is_public(api: httpx.AsyncClient) -> None:
@@ -135,3 +141,43 @@ async def test_openapi_document_and_docs(api: httpx.AsyncClient) -> None:
     assert (await api.get("/docs")).status_code == 200
     root = await api.get("http://testserver/docs")
     assert root.status_code == 307 and root.headers["location"] == "/api/v1/docs"
+
+
+async def test_a_start_retried_with_its_idempotency_key_starts_nothing_new(
+    api: httpx.AsyncClient, client: Client, session_factory: sessionmaker[Session]
+) -> None:
+    await deploy(api, DATA / "two_step_approval.bpmn")
+    body = {"definition_key": "two_step_approval", "variables": {"amount": 1}}
+    first = await api.post("/instances", json=body, headers={"Idempotency-Key": "order-4711"})
+    again = await api.post("/instances", json=body, headers={"Idempotency-Key": "order-4711"})
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    other = await api.post("/instances", json=body, headers={"Idempotency-Key": "order-4712"})
+    assert other.json()["id"] != first.json()["id"]
+    listed = (await api.get("/instances", params={"definition_key": "two_step_approval"})).json()["items"]
+    assert sum(1 for i in listed if i["id"] == first.json()["id"]) == 1
+    history = (await api.get(f"/instances/{first.json()['id']}/history")).json()
+    assert [r["action"] for r in history].count("instance.start_requested") == 1
+    # the key names one start: another definition under it is a conflict, not a second instance
+    await deploy(api, EXAMPLES / "order_approval.bpmn")
+    clash = await api.post(
+        "/instances", json={"definition_key": "order_approval"}, headers={"Idempotency-Key": "order-4711"}
+    )
+    assert clash.status_code == 409 and "two_step_approval" in clash.json()["detail"]
+
+    # the API died after Temporal started the instance and before it indexed it: the retry indexes it
+    actor = listed[0]["started_by"]
+    instance_id = instance_id_for("order-4713", actor=actor, tenant=None)
+    with session_factory() as session:
+        found = definitions.get(session, key="two_step_approval", version=None, tenant=None)
+        assert found is not None
+        files = definitions.files(session, key=found.key, version=found.version)
+    inp = start_input(instance_id=instance_id, key=found.key, version=found.version, digest=found.hash, files=files,
+                      variables={"amount": 1}, business_key=None, started_by=actor)  # fmt: skip
+    await client.start_workflow(PROCESS_WORKFLOW, inp, id=instance_id, task_queue=ENGINE_TASK_QUEUE)
+    assert (await api.get(f"/instances/{instance_id}")).status_code == 404  # not indexed
+    retried = await api.post("/instances", json=body, headers={"Idempotency-Key": "order-4713"})
+    assert retried.status_code == 201 and retried.json()["id"] == instance_id, retried.text
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert (await api.get(f"/instances/{instance_id}")).json()["status"] == "running"
