@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_inference --temporal
 	$(BIN)/python -m benchmarks.bench_sandbox
 	$(BIN)/python -m benchmarks.bench_edge
+	$(BIN)/python -m benchmarks.bench_twin
 
 ## Kill -9 every part of the platform while 200 instances run; checks nothing was lost (RELIABILITY.md)
 chaos: $(STAMP)
