@@ -67,6 +67,10 @@ def _worker(pool: str, site: str | None = None) -> None:
         from workers.sandbox import main as sandbox_main
 
         asyncio.run(sandbox_main())
+    elif pool == "twin":
+        from workers.twin.worker import main as twin_main
+
+        asyncio.run(twin_main())
     elif pool == "edge":
         from workers.edge.worker import main as edge_main
 
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start Temporal, every worker pool and the API; deploy the examples")
     worker = commands.add_parser("worker", help="run one worker pool")
-    worker.add_argument("pool", choices=["engine", "connector", "sandbox", "gpu", "edge"])
+    worker.add_argument("pool", choices=["engine", "connector", "sandbox", "gpu", "edge", "twin"])
     worker.add_argument("--site", help="edge pool: the site this worker serves (its queue is edge.<site>)")
     deploy = commands.add_parser("deploy", help="deploy .bpmn/.dmn files")
     deploy.add_argument("files", nargs="+", type=Path)
@@ -123,6 +127,17 @@ def main(argv: list[str] | None = None) -> None:
     message.add_argument("--key", help="the correlation key")
     message.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     message.add_argument("--vars", metavar="JSON")
+    twin = commands.add_parser("twin", help="the digital twin").add_subparsers(dest="twin_command", required=True)
+    simulate = twin.add_parser("simulate", help="simulate a deployed definition (what-if, Monte Carlo)")
+    simulate.add_argument("key")
+    simulate.add_argument("--version", type=int)
+    simulate.add_argument("--horizon", default="P7D", help="simulated time per replication (ISO 8601 or seconds)")
+    simulate.add_argument("--replications", type=int, default=10)
+    simulate.add_argument("--seed", type=int)
+    simulate.add_argument("--calibrate-from", help="fit to this much audit history (P30D) or 'all'")
+    simulate.add_argument("--sla", help="SLA on cycle time (PT4H)")
+    simulate.add_argument("--overrides", metavar="JSON", help='e.g. \'{"capacities": {"group:approvers": 2}}\'')
+    simulate.add_argument("--plots", type=Path, help="write the SVG plots into this directory")
     audit_cmd = commands.add_parser("audit", help="the tamper-evident audit log")
     audit_cmd.add_argument("action", choices=["verify"])
     args = parser.parse_args(argv)
@@ -158,6 +173,10 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "message":
             published = {"name": args.name, "correlation_key": args.key, "variables": _variables(args.var, args.vars)}
             _show(client.post("/messages", json=published))
+        elif args.command == "twin":
+            from aimatrix import twin_cli
+
+            twin_cli.simulate(client, twin_cli.body_from(args), args.plots)
         elif args.command == "complete":
             _show(client.post(f"/tasks/{args.task_id}/complete", json={"variables": _variables(args.var, args.vars)}))
 

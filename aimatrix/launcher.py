@@ -23,7 +23,7 @@ from aimatrix.settings import Settings, get_settings
 from api.main import admin_key
 
 # the edge pool runs one worker for the site AIMATRIX_EDGE_SITE names (`local` by default)
-POOLS = ("engine", "connector", "sandbox", "gpu", "edge")
+POOLS = ("engine", "connector", "sandbox", "gpu", "edge", "twin")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

@@ -21,7 +21,7 @@ from aimatrix.temporal import connect
 from api.errors import SECURED
 from api.routes import api_keys as api_keys_routes
 from api.routes import audit as audit_routes
-from api.routes import definitions, deployments, health, incidents, instances, messages, models, tasks
+from api.routes import definitions, deployments, health, incidents, instances, messages, models, tasks, twin
 from api.state import AppState
 from api.status_projector import StatusProjector
 from store import api_keys
@@ -79,7 +79,18 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     )
     app.include_router(health.router, prefix=API_PREFIX)
     # every other route needs credentials and a role, and reaches Temporal or the database
-    secured = (deployments, definitions, instances, messages, incidents, tasks, api_keys_routes, audit_routes, models)
+    secured = (
+        deployments,
+        definitions,
+        instances,
+        messages,
+        incidents,
+        tasks,
+        api_keys_routes,
+        audit_routes,
+        models,
+        twin,
+    )
     for module in secured:
         app.include_router(module.router, prefix=API_PREFIX, responses=SECURED)
 

@@ -45,7 +45,7 @@ def parse(values: dict[str, str]) -> tuple[dict[str, float | None], int | None]:
             continue
         value = raw.strip()
         if name in DURATIONS:
-            options[DURATIONS[name]] = _seconds(name, value)  # overrides a default set by `fallback`
+            options[DURATIONS[name]] = duration_seconds(name, value)  # overrides a default set by `fallback`
         elif name == COEFFICIENT:
             try:
                 coefficient = float(value)
@@ -72,7 +72,7 @@ def parse(values: dict[str, str]) -> tuple[dict[str, float | None], int | None]:
     return options, retries
 
 
-def _seconds(name: str, value: str) -> float:
+def duration_seconds(name: str, value: str) -> float:
     """An ISO 8601 duration (PT30S, PT5M, P1D) or a number of seconds."""
     match = _DURATION.match(value.upper())
     if match:

@@ -18,6 +18,7 @@ from workflows.contracts import (
     GPU_OPERATIONS,
     GPU_TASK_QUEUE,
     SANDBOX_TASK_QUEUE,
+    TWIN_TASK_QUEUE,
     OperatorRoute,
 )
 
@@ -157,5 +158,19 @@ registry.register(
         site_param="site",
         schedule_to_start=timedelta(seconds=30),
         fallback_pool="gpu",
+    ),
+)
+# The digital twin: a simulation runs for seconds to minutes and reports its progress in heartbeats;
+# a worker that dies mid-run is noticed by their absence, a cancellation (an interrupting boundary
+# event) reaches it with the next one (the SDK sends them every 0.8 x the timeout), and a bad request
+# fails at once.
+registry.register(
+    "twin",
+    PoolConfig(
+        task_queue=TWIN_TASK_QUEUE,
+        start_to_close=timedelta(hours=1),
+        heartbeat=timedelta(seconds=5),
+        max_attempts=2,
+        operations=frozenset({"simulate"}),
     ),
 )

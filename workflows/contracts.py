@@ -14,6 +14,7 @@ ENGINE_TASK_QUEUE = "engine"
 CONNECTOR_TASK_QUEUE = "connector"
 SANDBOX_TASK_QUEUE = "sandbox"
 GPU_TASK_QUEUE = "gpu"
+TWIN_TASK_QUEUE = "twin"
 # The edge pool has a task queue per site: `edge.<site>`, polled by the edge workers of that site.
 EDGE_TASK_QUEUE_PREFIX = "edge"
 EDGE_SITE_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -32,6 +33,10 @@ EDGE_CLASSIFY_ACTIVITY = "edge.classify"
 EDGE_EMBED_ACTIVITY = "edge.embed"
 EDGE_SIMILARITY_ACTIVITY = "edge.similarity"
 EDGE_OPERATIONS = GPU_OPERATIONS  # the same operations, on an int8 model near the data
+# The digital twin: simulate a deployed definition (params: workers/twin/request.py); a service task
+# calls it as an operator, and the API through SIMULATION_WORKFLOW, both on the twin pool.
+TWIN_SIMULATE_ACTIVITY = "twin.simulate"
+SIMULATION_WORKFLOW = "TwinSimulationWorkflow"
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
@@ -222,6 +227,7 @@ class ServiceTaskInput:
     definition_key: str
     element_id: str
     task_id: str
+    tenant: str | None = None  # the instance's tenant: what a pool may read on its behalf
 
 
 @dataclass

@@ -270,6 +270,7 @@ class ProcessEngine:
             definition_key=self._input.definition_key,
             element_id=spec.bpmn_id,
             task_id=task_id,
+            tenant=self._input.tenant,
         )
         try:
             try:
