@@ -35,12 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.machine import cpu_name
+from benchmarks.report import cpu_name, write_block
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "labelled_texts.json"
-BEGIN = "<!-- bench_edge:begin (python -m benchmarks.bench_edge rewrites this block) -->"
-END = "<!-- bench_edge:end -->"
 VARIANTS = ("fp32-torch", "fp32-onnx", "int8-onnx")
 
 Forward = Callable[[list[str]], Any]
@@ -166,18 +164,6 @@ def render(command: str, info: dict[str, str], results: dict[str, Any]) -> str:
     )
 
 
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n\n{body}\n\n{END}"
-    begin, end = text.find(BEGIN), text.find(END)
-    text = (
-        text[:begin] + block + text[end + len(END) :]
-        if begin != -1 and end > begin
-        else text.rstrip("\n") + "\n\n" + block + "\n"
-    )
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_edge", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -235,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(body)
     if str(args.output) != "-":
-        write_section(args.output, body)
+        write_block(args.output, "bench_edge", body, script="benchmarks.bench_edge")
         print(f"\nwritten to {args.output}")
     print(f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
 

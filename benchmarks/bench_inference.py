@@ -35,13 +35,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import cpu_name
+from benchmarks.report import cpu_name, write_block
 from workers.gpu.batching import BatchPolicy
 from workers.gpu.service import InferenceService
 
 ROOT = Path(__file__).resolve().parent.parent
-BEGIN = "<!-- bench_inference:begin (python -m benchmarks.bench_inference rewrites this block) -->"
-END = "<!-- bench_inference:end -->"
 LABELS = {
     "invoice": "an invoice requesting payment for goods or services",
     "receipt": "a receipt confirming a payment that was made",
@@ -323,17 +321,6 @@ def render(
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n\n{body}\n\n{END}"
-    begin, end = text.find(BEGIN), text.find(END)
-    if begin != -1 and end > begin:
-        text = text[:begin] + block + text[end + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_inference", description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64], help="requests in flight")
@@ -386,7 +373,7 @@ async def main(argv: list[str] | None = None) -> None:
     print()
     print(body)
     if str(args.output) != "-":
-        write_section(args.output, body)
+        write_block(args.output, "bench_inference", body, script="benchmarks.bench_inference")
         print(f"\nwritten to {args.output}")
 
 

@@ -23,12 +23,11 @@ from pathlib import Path
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from benchmarks.report import write_block
 from store.db import make_engine, make_session_factory, migrate
 from store.instances import InstanceFilter, list_page
 from store.models import Instance
 
-BEGIN = "<!-- bench_instances:begin (python -m benchmarks.bench_instances rewrites this block) -->"
-END = "<!-- bench_instances:end -->"
 REPEATS = 30
 
 
@@ -155,8 +154,6 @@ def main() -> None:
     command = "python -m benchmarks.bench_instances" + (" --postgres URL" if args.postgres else "")
     block = "\n".join(
         [
-            BEGIN,
-            "",
             "## GET /instances at 100,000 instances",
             "",
             f"`{command}`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. The data-access call behind GET /instances "
@@ -164,20 +161,12 @@ def main() -> None:
             "a ratio near 1 means the cost does not grow with the table.",
             "",
             *lines,
-            END,
         ]
     )
     if args.no_write:
         return
     path = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        before, rest = current.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        current = before + block + after
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(current)
+    write_block(path, "bench_instances", block, script="benchmarks.bench_instances")
     print(f"wrote {path}")
 
 

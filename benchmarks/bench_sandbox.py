@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from activities.script_sandbox import ScriptSandbox
+from benchmarks.report import write_block
 from bpmn.restricted import SAFE_BUILTINS
 from bpmn.script_engine import RestrictedEnvironment
 
-BEGIN = "<!-- bench_sandbox:begin (python -m benchmarks.bench_sandbox rewrites this block) -->"
-END = "<!-- bench_sandbox:end -->"
 EXPRESSION = "amount * quantity > limit and status == 'open'"
 
 
@@ -70,7 +69,6 @@ def main() -> None:
     rows = asyncio.run(scripts()) + expressions()
     block = "\n".join(
         [
-            BEGIN,
             "## Untrusted model code: the script sandbox and the expression evaluator",
             "",
             f"- Command: `python -m benchmarks.bench_sandbox`; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -78,18 +76,11 @@ def main() -> None:
             "| measure | value |",
             "|---|---|",
             *rows,
-            END,
         ]
     )
     print(block)
-    path = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-    current = path.read_text()
-    if BEGIN in current and END in current:
-        before, rest = current.split(BEGIN, 1)
-        current = before + block + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(current)
+    write_block(Path(__file__).resolve().parent.parent / "BENCHMARKS.md", "bench_sandbox", block,
+                script="benchmarks.bench_sandbox")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,14 +30,12 @@ from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.machine import cpu_name
+from benchmarks.report import cpu_name, write_block
 from workers.twin.distributions import Distribution
 from workers.twin.model import ProcessModel, build_model, model_from_file
 from workers.twin.params import SimulationParams
 from workers.twin.simulation import simulate
 
-BEGIN = "<!-- bench_twin:begin (python -m benchmarks.bench_twin rewrites this block) -->"
-END = "<!-- bench_twin:end -->"
 ROOT = Path(__file__).resolve().parent.parent
 
 ARRIVAL_RATE = 2.4  # per second: rho = λ / (c μ) = 0.8
@@ -160,8 +158,6 @@ def main() -> None:
     theory = erlang_c_wait()
     block = "\n".join(
         [
-            BEGIN,
-            "",
             "## Digital twin: salabim engine vs a hand-written event loop; a simulated year",
             "",
             f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; command: `python -m benchmarks.bench_twin` "
@@ -182,24 +178,11 @@ def main() -> None:
             f"**One simulated year of `examples/order_approval.bpmn` at 1,000 instances/day: {year_wall:.1f} s wall** "
             f"(target ≤ 30 s: {'met' if year_wall <= 30 else 'NOT met'}); {year_instances:,} instances, "
             f"{year_events:,} events, mean cycle time {year_cycle / 60:.1f} min.",
-            "",
-            END,
         ]
     )
     print(block)
     if not args.no_write:
-        _write_block(ROOT / "BENCHMARKS.md", block)
-
-
-def _write_block(path: Path, block: str) -> None:
-    """Replace only this benchmark's block; the rest of the file belongs to others (read, modify, write at once)."""
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        before, rest = current.split(BEGIN, 1)
-        current = before + block + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(current, encoding="utf-8")
+        write_block(ROOT / "BENCHMARKS.md", "bench_twin", block, script="benchmarks.bench_twin")
 
 
 if __name__ == "__main__":

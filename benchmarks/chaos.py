@@ -49,6 +49,8 @@ from typing import Any
 
 import httpx
 
+from benchmarks.report import write_block
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = Path(__file__).resolve().parent / "chaos_order.bpmn"
 KEY = "amx_chaos_admin_key_for_this_run_only_0123456789"
@@ -522,20 +524,6 @@ def render(command: str, checks: list[Check], figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str, database: str) -> None:
-    # one block per database, so a run on one leaves the other's figures in place
-    begin_marker = f"<!-- chaos-{database}:begin (python -m benchmarks.chaos rewrites this block) -->"
-    end_marker = f"<!-- chaos-{database}:end -->"
-    text = path.read_text() if path.exists() else "# Reliability\n"
-    block = f"{begin_marker}\n\n{body}\n\n{end_marker}"
-    begin, end = text.find(begin_marker), text.find(end_marker)
-    if begin != -1 and end > begin:
-        text = text[:begin] + block + text[end + len(end_marker) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 @contextmanager
 def postgres_schema(url: str | None) -> Iterator[str | None]:
     """A new schema in `url`'s database as the platform database (None: SQLite, the default)."""
@@ -573,7 +561,9 @@ def main(argv: list[str] | None = None) -> None:
     body = render(command, checks, figures)
     print(body)
     if str(args.output) != "-":
-        write_section(args.output, body, "postgresql" if args.postgres else "sqlite")
+        # one block per database, so a run on one leaves the other's figures in place
+        database = "postgresql" if args.postgres else "sqlite"
+        write_block(args.output, f"chaos-{database}", body, script="benchmarks.chaos", title="# Reliability")
     if not all(c.ok for c in checks):
         sys.exit(1)
 
