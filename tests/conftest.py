@@ -14,7 +14,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from activities.http_connector import HttpConnector
 from activities.script_sandbox import ScriptSandbox
@@ -25,8 +24,6 @@ from store.db import make_engine, make_session_factory, migrate
 from workers import connector as connector_worker
 from workers import engine as engine_worker
 from workers import sandbox as sandbox_worker
-from workers.engine import workflow_runner
-from workflows.process import ProcessWorkflow
 
 DATA = Path(__file__).parent / "data"
 API_KEY = "amx_test_admin_key"
@@ -129,16 +126,9 @@ async def replay_all(client: Client) -> None:
 
 
 async def replay_histories(histories: list[WorkflowHistory]) -> None:
-    replayer = Replayer(workflows=[ProcessWorkflow], workflow_runner=workflow_runner())
     if os.environ.get("AIMATRIX_RECORD_HISTORIES"):
         _record(histories)
-
-    async def each() -> AsyncIterator[WorkflowHistory]:
-        for history in histories:
-            yield history
-
-    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
-    failures = {run_id: str(err) for run_id, err in results.replay_failures.items()}
+    failures = await engine_worker.replay_failures(histories)
     assert not failures, f"non-deterministic replays: {failures}"
 
 

@@ -43,13 +43,12 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
-from temporalio.worker import Replayer
 
 from aimatrix.settings import Settings
 from bpmn.definitions import start_input, validate_upload
 from store.models import HumanTask
 from tests.helpers import DATA, http_server
-from workers.engine import workflow_runner
+from workers.engine import replay_failures
 from workflows.contracts import (
     COMPLETE_TASK_UPDATE,
     PROCESS_WORKFLOW,
@@ -60,7 +59,6 @@ from workflows.contracts import (
     ProcessResult,
     ProcessState,
 )
-from workflows.process import ProcessWorkflow
 
 INSTANCES = 60
 KILLS = 6
@@ -389,9 +387,7 @@ async def test_engine_worker_killed_repeatedly_loses_nothing(
     # the kills hit work in flight: workflow tasks held by a dead worker had to time out
     assert timeouts > 0
 
-    replayer = Replayer(workflows=[ProcessWorkflow], workflow_runner=workflow_runner())
-    replayed = await replayer.replay_workflows(_histories(client, ids), raise_on_replay_failure=False)
-    failed = {run_id: str(err) for run_id, err in replayed.replay_failures.items()}
+    failed = await replay_failures([history async for history in _histories(client, ids)])
     assert not failed, f"non-deterministic replays: {failed}"
 
     print(

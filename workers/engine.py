@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Iterable
 
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.projection import ProjectionActivities
@@ -33,6 +34,21 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
+
+
+async def replay_failures(histories: Iterable[WorkflowHistory]) -> dict[str, str]:
+    """Replay ProcessWorkflow histories against this code, as a worker would: run id → what diverged.
+
+    Empty means every history replays deterministically (the tests, and `make chaos`, require that).
+    """
+    replayer = Replayer(workflows=[ProcessWorkflow], workflow_runner=workflow_runner())
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for history in histories:
+            yield history
+
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
+    return {run_id: str(err) for run_id, err in results.replay_failures.items()}
 
 
 def build_worker(
