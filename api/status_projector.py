@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -23,13 +23,21 @@ from workflows.contracts import PROCESS_WORKFLOW, AuditEntry, ProcessResult
 log = logging.getLogger("aimatrix.status")
 T = TypeVar("T")
 
-CLOSED_STATUS = {
+ExecutionStatus = Literal["running", "completed", "failed", "cancelled"]
+CLOSED_STATUS: dict[WorkflowExecutionStatus, ExecutionStatus] = {
     WorkflowExecutionStatus.COMPLETED: "completed",
     WorkflowExecutionStatus.FAILED: "failed",
     WorkflowExecutionStatus.TIMED_OUT: "failed",
     WorkflowExecutionStatus.CANCELED: "cancelled",
     WorkflowExecutionStatus.TERMINATED: "cancelled",
 }
+
+
+def status_name(status: WorkflowExecutionStatus | None) -> ExecutionStatus:
+    """A workflow's status as the API names it: running until it closes (continued-as-new runs on)."""
+    return CLOSED_STATUS.get(status, "running") if status else "running"
+
+
 # Visibility is eventually consistent: look back a little past the newest closure already seen.
 _OVERLAP = timedelta(seconds=30)
 

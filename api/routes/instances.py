@@ -23,6 +23,7 @@ from api.schemas import (
     VariablesUpdate,
 )
 from api.state import AppState
+from api.status_projector import status_name
 from api.updates import execute_update
 from store import audit, instances
 from workflows.contracts import (
@@ -34,16 +35,6 @@ from workflows.contracts import (
 )
 
 router = APIRouter(tags=["instances"])
-
-_STATUS = {
-    WorkflowExecutionStatus.RUNNING: "running",
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.TIMED_OUT: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.TERMINATED: "cancelled",
-}
 
 
 @router.post(
@@ -124,16 +115,16 @@ async def get_instance(instance_id: str, user: AnyUser, state: StateDep, tempora
         description = await handle.describe()
     except RPCError as err:
         raise HTTPException(404, detail=f"instance '{instance_id}' not found in Temporal: {err.message}") from None
-    status_name = _STATUS.get(description.status, "running") if description.status else "running"
-    view = await _view(handle, status_name)
+    current = status_name(description.status)
+    view = await _view(handle, current)
     return InstancePublic(
         id=instance_id,
         definition_key=key,
         version=version,
         business_key=business_key,
-        status=status_name,
+        status=current,
         variables=view.variables,
-        active=view.active if status_name == "running" else [],
+        active=view.active if current == "running" else [],
         completed=view.completed,
         error=view.error,
         incidents=[
@@ -155,8 +146,7 @@ async def cancel_instance(
     handle = temporal.get_workflow_handle(instance_id, result_type=ProcessResult)
     description = await handle.describe()
     if description.status != WorkflowExecutionStatus.RUNNING:
-        closed = _STATUS.get(description.status, "closed") if description.status else "closed"
-        raise HTTPException(409, detail=f"instance '{instance_id}' is {closed}")
+        raise HTTPException(409, detail=f"instance '{instance_id}' is {status_name(description.status)}")
     await handle.cancel()
     await _audit(state, "instance.cancel_requested", user.subject, instance_id, tenant)
     # The workflow closes its tasks and incidents before it ends: wait for that, briefly.
@@ -215,8 +205,8 @@ async def _known(state: AppState, instance_id: str, tenant: str | None) -> str |
     return owner
 
 
-async def _view(handle: WorkflowHandle, status_name: str) -> ProcessState:
-    if status_name == "completed":
+async def _view(handle: WorkflowHandle, current: str) -> ProcessState:
+    if current == "completed":
         result: ProcessResult = await handle.result()
         return ProcessState(status="completed", variables=result.variables, active=[], completed=result.completed)
     # A query on a closed workflow replays its history on an engine worker: fine for the rare

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AnyUser, OperatorUser, StateDep, TemporalDep
 from api.errors import responses
+from api.status_projector import status_name
 from store import definitions
 from workers.twin.plots import cycle_time_histogram_svg, utilisation_svg
 from workers.twin.request import BadRequest, SimulationRequest
@@ -27,14 +28,6 @@ from workflows.contracts import SIMULATION_WORKFLOW, TWIN_SIMULATE_ACTIVITY, TWI
 
 router = APIRouter(tags=["twin"])
 SimulationId = Annotated[str, Path(max_length=64, pattern=r"^sim-[0-9a-f-]{36}$")]
-_STATUS: dict[WorkflowExecutionStatus, Literal["running", "completed", "failed", "cancelled"]] = {
-    WorkflowExecutionStatus.RUNNING: "running",
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.TIMED_OUT: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.TERMINATED: "cancelled",
-}
 _PLOTS = {"cycle-time": cycle_time_histogram_svg, "utilisation": utilisation_svg}
 
 
@@ -136,9 +129,9 @@ async def get_simulation(simulation_id: SimulationId, user: AnyUser, temporal: T
     intervals, throughput, utilisation and queues per resource, the bottleneck, SLA breach
     probability, and the calibration's fits) once it has completed."""
     handle, description, memo = await _visible(temporal, simulation_id, user.tenant)
-    found = _STATUS.get(description.status) if description.status else None
+    found = status_name(description.status)
     view = SimulationPublic(
-        id=simulation_id, definition_key=str(memo.get("definition_key")), status=found or "running",
+        id=simulation_id, definition_key=str(memo.get("definition_key")), status=found,
         requested_by=memo.get("requested_by"), progress=None,
     )  # fmt: skip
     if view.status == "running":
