@@ -60,22 +60,18 @@ def load(variant: str, artifact: Path) -> Forward:
         return Encoder(spec).forward
     from workers.edge.onnx_model import OnnxModel
 
-    if variant == "fp32-onnx":
-        # the same artifact directory, reading the graph before quantisation
-        fp32 = artifact.parent / (artifact.name + "-fp32")
-        if not fp32.exists():
-            fp32.mkdir()
-            for name in ("manifest.json", "tokenizer.json"):
-                (fp32 / name).write_bytes((artifact / name).read_bytes())
-            (fp32 / "model.int8.onnx").symlink_to(artifact / "model.fp32.onnx")
-        return OnnxModel(spec, fp32).forward
-    return OnnxModel(spec, artifact).forward
+    return OnnxModel(spec, _fp32_view(artifact) if variant == "fp32-onnx" else artifact).forward
+
+
+def _fp32_view(artifact: Path) -> Path:
+    """An artifact directory whose model is the graph before quantisation (made by `build_artifact`)."""
+    return artifact.parent / (artifact.name + "-fp32")
 
 
 def classify(forward: Forward, labels: dict[str, str], texts: list[str]) -> tuple[list[str], np.ndarray[Any, Any]]:
     names = list(labels)
-    label_rows = np.asarray(forward(list(labels.values())), dtype=np.float64)
-    # one text per pass, as the edge pool serves them (an int8 row depends on its pass's company)
+    # one text per pass, labels too, as the edge pool serves them (an int8 row depends on its pass's company)
+    label_rows = np.concatenate([np.asarray(forward([text]), dtype=np.float64) for text in labels.values()])
     rows = np.concatenate([np.asarray(forward([text]), dtype=np.float64) for text in texts])
     return [names[int(i)] for i in np.argmax(rows @ label_rows.T, axis=1)], rows
 
@@ -119,6 +115,11 @@ def build_artifact(directory: Path) -> Path:
 
     artifact = directory / "minilm-int8"
     build(load_registry().get(None), artifact, keep_fp32=True)
+    fp32 = _fp32_view(artifact)
+    fp32.mkdir()
+    for name in ("manifest.json", "tokenizer.json"):
+        (fp32 / name).write_bytes((artifact / name).read_bytes())
+    (fp32 / "model.int8.onnx").symlink_to(artifact / "model.fp32.onnx")
     return artifact
 
 
@@ -176,7 +177,6 @@ def main(argv: list[str] | None = None) -> None:
         t = time.perf_counter()
         artifact = build_artifact(Path(tmp))
         build_s = time.perf_counter() - t
-        load(VARIANTS[1], artifact)  # creates the fp32-onnx view before the children read it
         rss = {v: peak_rss_mb(v, artifact) for v in VARIANTS}
         print("peak RSS (MB):", {v: round(m) for v, m in rss.items()})
         forwards = {v: load(v, artifact) for v in VARIANTS}

@@ -273,25 +273,7 @@ class ProcessEngine:
             tenant=self._input.tenant,
         )
         try:
-            try:
-                result = await self._execute(operator, request, task_queue, activity_id, route, attempts)
-            except ActivityError as err:
-                if not (_unstarted(err) and route.fallback_operator and route.fallback_task_queue):
-                    raise
-                if self._activities.get(task_id) is not asyncio.current_task():
-                    return  # cancelled meanwhile
-                # Edge first: no worker of the site took it in time, so the central pool runs it.
-                fallback = route.fallback_operator
-                self._record("service.fallback", element_id=spec.bpmn_id, data={
-                    "operator": operator, "site": site, "task_queue": task_queue,
-                    "fallback_operator": fallback, "fallback_task_queue": route.fallback_task_queue,
-                    "reason": f"no worker of site '{site}' started it within {route.schedule_to_start_seconds:g} s",
-                })  # fmt: skip
-                request = dataclasses.replace(request, operator=fallback)
-                result = await self._execute(
-                    fallback, request, route.fallback_task_queue, f"{activity_id}/fallback", route, attempts,
-                    schedule_to_start=False,
-                )  # fmt: skip
+            result = await self._run_at_site(task_id, request, task_queue, activity_id, route, attempts, site)
         except ActivityError as err:
             if self._activities.get(task_id) is not asyncio.current_task():
                 return  # cancelled by the process (boundary event) or the instance
@@ -303,6 +285,35 @@ class ProcessEngine:
                 self._inbox.append(("service_failure", task_id, str(cause or err)))
             return
         self._inbox.append(("service_result", task_id, result))
+
+    async def _run_at_site(
+        self,
+        task_id: str,
+        request: ServiceTaskInput,
+        task_queue: str,
+        activity_id: str,
+        route: OperatorRoute,
+        attempts: int,
+        site: str | None,
+    ) -> Any:
+        """Run the activity; edge first: when no worker of a per-site route's site starts it in time,
+        the route's central pool runs it instead, and the audit history says so."""
+        try:
+            return await self._execute(request.operator, request, task_queue, activity_id, route, attempts)
+        except ActivityError as err:
+            fallback, fallback_queue = route.fallback_operator, route.fallback_task_queue
+            cancelled = self._activities.get(task_id) is not asyncio.current_task()
+            if not (_unstarted(err) and fallback and fallback_queue) or cancelled:
+                raise
+            self._record("service.fallback", element_id=request.element_id, data={
+                "operator": request.operator, "site": site, "task_queue": task_queue,
+                "fallback_operator": fallback, "fallback_task_queue": fallback_queue,
+                "reason": f"no worker of site '{site}' started it within {route.schedule_to_start_seconds:g} s",
+            })  # fmt: skip
+            return await self._execute(
+                fallback, dataclasses.replace(request, operator=fallback), fallback_queue, f"{activity_id}/fallback",
+                route, attempts, schedule_to_start=False,
+            )  # fmt: skip
 
     async def _execute(
         self,

@@ -23,6 +23,7 @@ import os
 import re
 import sys
 from functools import partial
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -30,7 +31,7 @@ from temporalio.worker import Worker
 from aimatrix.settings import get_settings
 from aimatrix.temporal import connect
 from workers.edge.activities import EdgeActivities
-from workers.edge.artifact import cache_dir, ensure
+from workers.edge.artifact import ensure
 from workers.edge.onnx_model import OnnxModel
 from workers.gpu.batching import BatchPolicy
 from workers.gpu.model import ServableModel
@@ -43,20 +44,18 @@ SITE_ENV = "AIMATRIX_EDGE_SITE"
 DEFAULT_SITE = "local"
 
 
-def load_int8(spec: ModelSpec, *, cache: str | None = None) -> ServableModel:
-    from pathlib import Path
-
-    return OnnxModel(spec, ensure(spec, Path(cache) if cache else cache_dir()))
+def load_int8(spec: ModelSpec, *, cache: Path | None = None) -> ServableModel:
+    return OnnxModel(spec, ensure(spec, cache))
 
 
-def edge_service(*, policy: BatchPolicy | None = None, cache: str | None = None) -> InferenceService:
+def edge_service(*, policy: BatchPolicy | None = None, cache: Path | None = None) -> InferenceService:
     return InferenceService(
         policy=policy or BatchPolicy(
             max_batch_size=int(os.environ.get("AIMATRIX_EDGE_MAX_BATCH", "1")),
             max_wait_ms=float(os.environ.get("AIMATRIX_EDGE_MAX_WAIT_MS", "5")),
         ),
         loader=partial(load_int8, cache=cache),
-        operations="edge",
+        pool="edge",
     )  # fmt: skip
 
 

@@ -100,16 +100,16 @@ class InferenceService:
         policy: BatchPolicy | None = None,
         registry: Path | None = None,
         loader: Callable[[ModelSpec], ServableModel] = load_with_torch,
-        operations: str = "gpu",
+        pool: str = "gpu",
     ) -> None:
         self.policy = policy or BatchPolicy()
         self._loader = loader
-        self.operations = operations  # the pool's prefix, for messages that name its operations
+        self.pool = pool  # the pool's prefix: names its operations in messages and results
         self._registry_file = registry or registry_file()
         self._registry: ModelRegistry | None = None
         self._registry_mtime = 0.0
         # One device thread: passes of every model queue here, never interleaving on the device.
-        self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{operations}-device")
+        self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{pool}-device")
         self._models: dict[str, ServedModel] = {}
         self._loading: dict[str, asyncio.Lock] = {}
 
@@ -136,7 +136,7 @@ class InferenceService:
 
     async def _load(self, spec: ModelSpec) -> ServedModel:
         encoder = await asyncio.get_running_loop().run_in_executor(self._device, self._loader, spec)
-        return ServedModel(encoder, DynamicBatcher(encoder.forward, self.policy, self._device), self.operations)
+        return ServedModel(encoder, DynamicBatcher(encoder.forward, self.policy, self._device), self.pool)
 
     def loaded(self) -> dict[str, ServedModel]:
         return dict(self._models)
@@ -159,7 +159,7 @@ class InferenceService:
         self, texts: list[str], *, model: str | None = None, tracker: Tracker | None = None
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        served = await self._embedding_model(model, f"{self.operations}.embed")
+        served = await self._embedding_model(model, f"{self.pool}.embed")
         tracker = tracker or Tracker()
         rows = await served.rows(texts, tracker)
         return {
@@ -172,7 +172,7 @@ class InferenceService:
         self, text: str, candidates: list[str], *, model: str | None = None, tracker: Tracker | None = None
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        served = await self._embedding_model(model, f"{self.operations}.similarity")
+        served = await self._embedding_model(model, f"{self.pool}.similarity")
         tracker = tracker or Tracker()
         rows = await served.rows([text], tracker, cached=candidates)
         scores = _cosines(rows[0], rows[1:])
