@@ -83,17 +83,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP server on loopback that records what it receives."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.requests = []  # type: ignore[attr-defined]
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server on loopback answering with `handler`, in a thread, for the block."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", server.requests  # type: ignore[attr-defined]
+        yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def http_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on loopback that records what it receives."""
+    with serving(_Handler) as server:
+        server.requests = []  # type: ignore[attr-defined]
+        yield f"http://127.0.0.1:{server.server_port}", server.requests  # type: ignore[attr-defined]
 
 
 async def completed_history(api: httpx.AsyncClient, instance: str) -> list[dict[str, Any]]:
