@@ -7,7 +7,6 @@ a gpu row only by what int8 quantisation changes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -20,10 +19,6 @@ from workers.gpu.model import ModelInfo, ModelLoadError, Rows
 from workers.gpu.registry import ModelSpec
 
 THREADS_ENV = "AIMATRIX_EDGE_THREADS"
-
-
-def _digest(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class OnnxModel:

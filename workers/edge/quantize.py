@@ -15,7 +15,6 @@ This module imports torch; the edge worker runs it in a child process, once per 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from workers.edge.artifact import FORMAT, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Manifest, spec_from_json
-from workers.gpu.model import pooling_of, weights_revision
+from workers.gpu.model import pooling_of, sha256_of, weights_revision
 from workers.gpu.registry import ModelSpec, load_registry
 
 QUANTIZATION = "onnxruntime dynamic int8 (weights per channel, activations per pass)"
@@ -113,7 +112,7 @@ def build(spec: ModelSpec, directory: Path, *, keep_fp32: bool = False) -> Manif
             model=spec.name,
             task=spec.task,
             source_revision=spec.revision or weights_revision(spec.path),
-            revision="sha256:" + hashlib.sha256((work / MODEL_FILE).read_bytes()).hexdigest(),
+            revision=sha256_of(work / MODEL_FILE),
             quantization=QUANTIZATION,
             pooling=pooling_of(spec),
             normalize=spec.normalize,

@@ -55,6 +55,11 @@ def weights_revision(path: Path) -> str:
     files = [path / name for name in _WEIGHTS if (path / name).is_file()] or sorted(path.glob("*.safetensors"))
     if not files:
         raise ModelLoadError(f"no weights (model.safetensors / pytorch_model.bin) in {path}")
+    return sha256_of(*files)
+
+
+def sha256_of(*files: Path) -> str:
+    """`sha256:<hex>` over the files' bytes in order, read in chunks (weights run to gigabytes)."""
     digest = hashlib.sha256()
     for file in files:
         with file.open("rb") as stream:
