@@ -116,8 +116,14 @@ def main(argv: list[str] | None = None) -> None:
     start.add_argument("--vars", metavar="JSON")
     instance = commands.add_parser("instance", help="show an instance")
     instance.add_argument("id")
-    tasks = commands.add_parser("tasks", help="list open tasks")
+    tasks = commands.add_parser("tasks", help="list open tasks (mine; operators: all, --mine for theirs)")
     tasks.add_argument("--instance")
+    tasks.add_argument("--mine", action="store_true", help="only the caller's tasks")
+    for verb, what in (("claim", "take a user task"), ("unclaim", "give a claimed task back to its candidates")):
+        commands.add_parser(verb, help=what).add_argument("task_id")
+    assign = commands.add_parser("assign", help="give a user task to someone (operators); no user releases it")
+    assign.add_argument("task_id")
+    assign.add_argument("user", nargs="?")
     complete = commands.add_parser("complete", help="complete a user task")
     complete.add_argument("task_id")
     complete.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
@@ -169,7 +175,12 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "instance":
             _show(client.get(f"/instances/{args.id}"))
         elif args.command == "tasks":
-            _show(client.get("/tasks", params={"instance_id": args.instance} if args.instance else {}))
+            params = {"instance_id": args.instance} if args.instance else {}
+            _show(client.get("/tasks", params={**params, **({"all": "false"} if args.mine else {})}))
+        elif args.command in ("claim", "unclaim"):
+            _show(client.post(f"/tasks/{args.task_id}/{args.command}"))
+        elif args.command == "assign":
+            _show(client.post(f"/tasks/{args.task_id}/assign", json={"assignee": args.user}))
         elif args.command == "message":
             published = {"name": args.name, "correlation_key": args.key, "variables": _variables(args.var, args.vars)}
             _show(client.post("/messages", json=published))

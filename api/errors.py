@@ -27,6 +27,15 @@ class ModelErrorsBody(BaseModel):
     detail: list[ModelErrorPublic] = Field(description="every problem found, each with where it is")
 
 
+class FieldErrorPublic(BaseModel):
+    loc: list[str | int] = Field(description="where: e.g. ['body', 'variables', 'amount']")
+    msg: str
+
+
+class FieldErrorsBody(BaseModel):
+    detail: list[FieldErrorPublic] = Field(description="every failing field")
+
+
 _DEFAULTS = {
     401: "No credentials, or an unknown, revoked or invalid API key or token",
     403: "The caller's role (or tenant) does not allow this",

@@ -21,7 +21,7 @@ from aimatrix.temporal import connect
 from api.errors import SECURED
 from api.routes import api_keys as api_keys_routes
 from api.routes import audit as audit_routes
-from api.routes import definitions, deployments, health, incidents, instances, messages, models, tasks, twin
+from api.routes import definitions, deployments, health, incidents, instances, me, messages, models, tasks, twin
 from api.state import AppState
 from api.status_projector import StatusProjector
 from store import api_keys
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         audit_routes,
         models,
         twin,
+        me,
     )
     for module in secured:
         app.include_router(module.router, prefix=API_PREFIX, responses=SECURED)

@@ -116,12 +116,45 @@ class TaskPublic(BaseModel):
     id: str
     instance_id: str
     definition_key: str
+    version: int
     element_id: str
     element_type: str
     name: str
     lane: str | None
-    state: str
+    state: str = Field(description="open | completed | cancelled")
     created_at: datetime
+    documentation: str | None = None
+    assignee: str | None = Field(default=None, description="who holds it; only they may complete it")
+    candidate_groups: list[str] = Field(
+        default_factory=list, description="members of these groups may claim or complete it while unassigned"
+    )
+    candidate_users: list[str] = Field(default_factory=list)
+    priority: int = Field(default=50, description="0..100, higher first")
+    due_at: datetime | None = None
+    has_form: bool = Field(default=False, description="GET /tasks/{id}/form gives its JSON Schema")
+    escalated: bool = Field(default=False, description="an escalation timer fired on it")
+    closed_by: str | None = None
+    closed_at: datetime | None = None
+
+
+class TaskForm(BaseModel):
+    task_id: str
+    file: str = Field(description="the deployed form file")
+    schema_: dict[str, Any] = Field(alias="schema", description="JSON Schema the completion data must fit")
+    ui_schema: dict[str, Any] | None = None
+
+    model_config = {"populate_by_name": True}
+
+
+class TaskAssign(BaseModel):
+    assignee: str | None = Field(max_length=255, description="the user to hold the task; null releases it")
+
+
+class Me(BaseModel):
+    subject: str
+    roles: list[str]
+    groups: list[str]
+    tenant: str | None
 
 
 class TaskComplete(BaseModel):

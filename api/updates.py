@@ -9,7 +9,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.contracts import INVALID_VARIABLES
+from workflows.contracts import INVALID_FORM_DATA, INVALID_VARIABLES, TASK_FORBIDDEN
 
 R = TypeVar("R")
 
@@ -23,8 +23,9 @@ async def execute_update(
     subject: str,
     update_id: str | None = None,
 ) -> R:
-    """Run `update`. Invalid variables → 422; anything else the workflow's validator or handler
-    refused (a task or incident no longer open, an instance not running), or an instance that has
+    """Run `update`. Invalid variables or form data → 422 naming the field; a caller the task does
+    not allow → 403; anything else the workflow's validator or handler refused (a task or incident
+    no longer open, a task someone else claimed, an instance not running), or an instance that has
     ended → 409 naming `subject`. Other RPC errors reach the app's 503 handler."""
     try:
         result: R = await handle.execute_update(update, arg, id=update_id, result_type=result_type)
@@ -32,6 +33,12 @@ async def execute_update(
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == INVALID_VARIABLES:
             raise HTTPException(422, detail=[{"loc": ["body", "variables"], "msg": cause.message}]) from None
+        if isinstance(cause, ApplicationError) and cause.type == INVALID_FORM_DATA:
+            fields = cause.details[0] if cause.details and isinstance(cause.details[0], list) else []
+            detail = [{"loc": ["body", "variables", *f.get("loc", [])], "msg": f.get("msg", "")} for f in fields]
+            raise HTTPException(422, detail=detail or cause.message) from None
+        if isinstance(cause, ApplicationError) and cause.type == TASK_FORBIDDEN:
+            raise HTTPException(403, detail=f"{subject}: {cause.message}") from None
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
         raise HTTPException(409, detail=f"{subject}: {reason}") from None
     except RPCError as err:

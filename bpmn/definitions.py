@@ -30,7 +30,7 @@ from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
-from bpmn import messages, model_code
+from bpmn import forms, human_tasks, messages, model_code
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
@@ -101,6 +101,11 @@ class _Upload:
     roots: dict[str, etree._Element] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     dmn_files: list[str] = field(default_factory=list)
+    forms: dict[str, forms.Form] = field(default_factory=dict)  # user task forms, by file name
+
+    def form_ids(self) -> dict[str, str]:
+        """Camunda form id → the file that carries it."""
+        return {form.form_id: name for name, form in self.forms.items() if form.form_id}
 
 
 def content_hash(files: dict[str, str]) -> str:
@@ -141,8 +146,13 @@ def _read_files(files: dict[str, bytes], errors: list[ModelError], limits: XmlLi
     upload = _Upload()
     for name, content in files.items():
         suffix = PurePath(name).suffix.lower()
+        if forms.is_form_file(name):
+            _read_form(name, content, upload, errors, limits)
+            continue
         if suffix not in (".bpmn", ".dmn", ".xml"):
-            errors.append(ModelError(name, None, None, "only .bpmn and .dmn files can be deployed"))
+            errors.append(
+                ModelError(name, None, None, "only .bpmn, .dmn and form (.json, .form) files can be deployed")
+            )
             continue
         try:
             root = parse_xml(content, limits)
@@ -162,6 +172,26 @@ def _read_files(files: dict[str, bytes], errors: list[ModelError], limits: XmlLi
         upload.roots[name] = root
         upload.texts[name] = text
     return upload
+
+
+def _read_form(name: str, content: bytes, upload: _Upload, errors: list[ModelError], limits: XmlLimits | None) -> None:
+    if limits is not None and len(content) > limits.max_bytes:
+        errors.append(ModelError(name, None, None, f"form is larger than {limits.max_bytes} bytes"))
+        return
+    try:
+        text = content.decode("utf-8")
+        form = forms.load(name, text)
+    except UnicodeDecodeError as err:
+        errors.append(ModelError(name, None, None, f"not UTF-8: {err.reason}"))
+        return
+    except forms.FormError as err:
+        errors.append(ModelError(name, None, None, f"form: {err}"))
+        return
+    except RecursionError:
+        errors.append(ModelError(name, None, None, "form: nested too deeply"))
+        return
+    upload.forms[name] = form
+    upload.texts[name] = text
 
 
 def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelError]) -> None:
@@ -485,6 +515,8 @@ def _build_parser(upload: _Upload, errors: list[ModelError], validate_schema: bo
             errors.append(_spiff_error(err, upload, name))
         except SpiffWorkflowException as err:
             errors.append(ModelError(name, None, None, str(err)))
+        except human_tasks.SettingsError as err:
+            errors.append(ModelError(name, err.element_id, err.line, str(err)))
     return parser
 
 
@@ -518,16 +550,18 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
     definitions = []
     for process_id, file_name in processes:
         try:
-            process = _specs_for(parser, process_id)
+            process = _specs_for(parser, process_id, upload.form_ids())
         except (ValidationException, SpiffWorkflowException) as err:
             errors.append(_spiff_error(err, upload, file_name))
             continue
         for spec in [process.spec, *process.subprocess_specs.values()]:
             _check_spec(spec, upload, errors)
             _check_layout(process, spec, upload, errors)
+        form_files = _check_human_tasks(process, upload, errors)
         needed = [
             file_name,
             *sorted({s.file for s in process.subprocess_specs.values() if s.file} - {file_name}),
+            *form_files,
         ]
         if _uses_decisions(process):
             needed.extend(upload.dmn_files)
@@ -541,6 +575,54 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
     if errors:
         raise ModelValidationError(errors)
     return definitions
+
+
+def _check_human_tasks(process: ProcessSpec, upload: _Upload, errors: list[ModelError]) -> list[str]:
+    """Check user task settings; the form files the process uses, to deploy with it."""
+    specs = [process.spec, *process.subprocess_specs.values()]
+    human_ids = {
+        task_spec.bpmn_id
+        for spec in specs
+        for task_spec in spec.task_specs.values()
+        if hasattr(task_spec, "human_settings")
+    }
+    used: set[str] = set()
+    for spec in specs:
+        file_name = spec.file or ""
+        root = upload.roots.get(file_name)
+        for task_spec in spec.task_specs.values():
+            element_id = getattr(task_spec, "bpmn_id", None)
+            settings = getattr(task_spec, "human_settings", None) or getattr(task_spec, "escalation", None)
+            if settings is None:
+                continue
+            problems = [human_tasks.literal_problem(settings)]
+            for setting in human_tasks.expressions(settings):
+                _check_code(setting.expression, "eval", setting.name, task_spec, file_name, upload, errors)
+            if isinstance(settings, human_tasks.HumanTaskSettings):
+                problems.extend(_human_task_problems(settings, upload, human_ids, used))
+            for problem in filter(None, problems):
+                errors.append(ModelError(file_name, element_id, _line_of(root, element_id), problem))
+    return sorted(used)
+
+
+def _human_task_problems(
+    settings: human_tasks.HumanTaskSettings, upload: _Upload, human_ids: set[str], used: set[str]
+) -> list[str]:
+    problems = []
+    for other in settings.separate_from:
+        if other != human_tasks.STARTER and other not in human_ids:
+            problems.append(
+                f"aimatrix.separateFrom names '{other}': use 'starter' or the id of a user task of this process"
+            )
+    for reference in (settings.form, settings.ui_form):
+        if reference is not None and reference not in upload.forms:
+            problems.append(f"form '{reference}' is not in the deployment: upload it with the model")
+        elif reference is not None:
+            used.add(reference)
+    if settings.form_id is not None and settings.form is None:
+        problems.append(f"zeebe:formDefinition formId '{settings.form_id}': no deployed form has this id; "
+                        "upload its .form file with the model")  # fmt: skip
+    return problems
 
 
 def operators_used(process: ProcessSpec) -> set[str]:
@@ -604,11 +686,12 @@ def _uses_decisions(process: ProcessSpec) -> bool:
     )
 
 
-def _specs_for(parser: AIMatrixParser, process_id: str) -> ProcessSpec:
+def _specs_for(parser: AIMatrixParser, process_id: str, form_ids: dict[str, str]) -> ProcessSpec:
     spec = parser.get_spec(process_id)
     subprocess_specs = parser.get_subprocess_specs(process_id)
     quote_iso_timers([spec, *subprocess_specs.values()])
     messages.annotate([spec, *subprocess_specs.values()], parser.correlation_keys)
+    human_tasks.annotate([spec, *subprocess_specs.values()], parser.human, form_ids)
     return ProcessSpec(process_id, spec, subprocess_specs)
 
 
@@ -632,13 +715,16 @@ def load_process(files: dict[str, str], process_id: str, digest: str) -> Process
     errors: list[ModelError] = []
     upload = _Upload(texts=dict(files))
     for name, text in files.items():
+        if forms.is_form_file(name):
+            upload.forms[name] = forms.load(name, text)
+            continue
         upload.roots[name] = parse_xml(text.encode("utf-8"))
         if etree.QName(upload.roots[name]).namespace in _DMN_NAMESPACES:
             upload.dmn_files.append(name)
     parser = _build_parser(upload, errors, validate_schema=False)
     if errors:
         raise ModelValidationError(errors)
-    process = _specs_for(parser, process_id)
+    process = _specs_for(parser, process_id, upload.form_ids())
     with _cache_lock:
         _cache[key] = process
         while len(_cache) > _CACHE_SIZE:

@@ -16,7 +16,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import ScriptTaskParser, ServiceTaskParser
 
-from bpmn import activity_options, determinism
+from bpmn import activity_options, determinism, human_tasks
 from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
 
 determinism.install()
@@ -114,9 +114,16 @@ class AIMatrixParser(SpiffBpmnParser):
         super().__init__(validator=VALIDATOR if validate_schema else None)
         # message name → correlation key expression, from `zeebe:subscription` on `bpmn:message`
         self.correlation_keys: dict[str, str] = {}
+        # user task assignment, forms and escalation timers, by element id (bpmn/human_tasks.py)
+        self.human = human_tasks.ModelHumanSettings()
 
     def add_bpmn_xml(self, bpmn: etree._Element, filename: str | None = None) -> None:
+        """Raises human_tasks.SettingsError for a user task setting that cannot be read."""
         super().add_bpmn_xml(bpmn, filename)
+        found = human_tasks.read(bpmn)
+        self.human.tasks.update(found.tasks)
+        self.human.escalations.update(found.escalations)
+        self.human.lines.update(found.lines)
         for message in bpmn.xpath("//bpmn:message[@name]", namespaces=_ZEEBE):
             found = message.xpath("./bpmn:extensionElements/zeebe:subscription/@correlationKey", namespaces=_ZEEBE)
             if found and str(found[0]).strip():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -49,3 +50,9 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware and in UTC: SQLite gives back naive datetimes (stored as UTC), PostgreSQL aware ones, and
+    a naive value compared against SQLite's stored text must be UTC too."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

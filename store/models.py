@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -85,6 +85,23 @@ class HumanTask(Base):
     closed_by: Mapped[str | None] = mapped_column(String(255))
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     tenant: Mapped[str | None] = mapped_column(String(255), index=True)
+    assignee: Mapped[str | None] = mapped_column(String(255), index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    form: Mapped[str | None] = mapped_column(String(255))
+    ui_form: Mapped[str | None] = mapped_column(String(255))
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class HumanTaskCandidate(Base):
+    """Who a task is open to, one row per candidate group or user (the inbox joins on it)."""
+
+    __tablename__ = "human_task_candidates"
+    __table_args__ = (Index("ix_human_task_candidates_name", "kind", "name"),)
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # group | user
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class ApiKey(Base):

@@ -38,6 +38,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from bpmn import runtime
 from bpmn.definitions import BPMN_NS, DeployableDefinition, load_process, timer_definitions, validate_upload
+from tests.helpers import take_and_complete
 
 
 def corpus_dir() -> Path:
@@ -426,7 +427,7 @@ async def run_on_platform(api: httpx.AsyncClient, case: Case, process_key: str, 
             break
         task = choose(tasks, lambda t: t["element_id"])
         variables = inputs.next_for(task["element_id"])
-        done = await api.post(f"/tasks/{task['id']}/complete", json={"variables": variables})
+        done = await take_and_complete(api, task, variables)
         assert done.status_code == 200, done.text
         steps.append(task["element_id"])
     if body["status"] == "failed":

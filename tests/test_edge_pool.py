@@ -30,6 +30,7 @@ from tests.helpers import (
     deploy,
     deploy_text,
     start,
+    take_and_complete,
     wait_for,
     wait_for_tasks,
 )
@@ -268,7 +269,7 @@ async def test_plant_incident_triage_example(
         if reviewed:
             [task] = await wait_for_tasks(api, instance)
             assert task["element_id"] == "safety_review"
-            answer = await api.post(f"/tasks/{task['id']}/complete", json={"variables": {"line_stopped": True}})
+            answer = await take_and_complete(api, task, {"line_stopped": True})
             assert answer.status_code == 200, answer.text
         final = await wait_for(api, instance, "completed")
     variables = final["variables"]

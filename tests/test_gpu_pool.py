@@ -23,7 +23,17 @@ import torch
 from temporalio.client import Client
 from transformers import AutoTokenizer, BertForSequenceClassification
 
-from tests.helpers import DATA, EXAMPLES, completed_history, completion, deploy, start, wait_for, wait_for_tasks
+from tests.helpers import (
+    DATA,
+    EXAMPLES,
+    completed_history,
+    completion,
+    deploy,
+    start,
+    take_and_complete,
+    wait_for,
+    wait_for_tasks,
+)
 from workers.gpu.activities import GpuActivities
 from workers.gpu.batching import BatchPolicy, DynamicBatcher
 from workers.gpu.contracts import MODELS_ENV
@@ -260,7 +270,7 @@ async def test_invoice_triage_example(
         assert task["element_id"] == "review"
         running = (await api.get(f"/instances/{instance}")).json()["variables"]
         assert running["confidence"] < 0.8 and set(running["scores"]) == {"invoice", "receipt", "contract", "other"}
-        answer = await api.post(f"/tasks/{task['id']}/complete", json={"variables": {"doc_type": "contract"}})
+        answer = await take_and_complete(api, task, {"doc_type": "contract"})
         assert answer.status_code == 200, answer.text
     final = await wait_for(api, instance, "completed")
     assert final["variables"]["team"] == team

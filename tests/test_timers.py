@@ -20,15 +20,19 @@ from activities.script_sandbox import ScriptSandbox
 from aimatrix.binaries import temporal_test_server
 from bpmn.definitions import start_input, validate_upload
 from bpmn.operators import PoolConfig, registry
+from store import audit
 from tests.conftest import replay_histories
 from tests.helpers import DATA
 from workers import sandbox as sandbox_worker
 from workers.engine import build_worker
 from workflows.contracts import (
+    ASSIGN_TASK_UPDATE,
     COMPLETE_TASK_UPDATE,
     ENGINE_TASK_QUEUE,
     STATE_QUERY,
+    TASK_FORBIDDEN,
     TASK_NOT_OPEN,
+    AssignTaskInput,
     CompleteTaskInput,
     ProcessResult,
     ProcessState,
@@ -158,3 +162,68 @@ async def _wait_for_open_task(handle: WorkflowHandle, element: str | None = None
             return state
         await asyncio.sleep(0.05)
     raise AssertionError(f"no open task {element or ''} in {handle.id}")
+
+
+async def test_a_three_day_escalation_reassigns_the_task(
+    skipping: tuple[WorkflowEnvironment, str], session_factory: sessionmaker[Session]
+) -> None:
+    """A non-interrupting boundary timer with escalation settings: after 3 (skipped) days the review
+    goes to the managers with a higher priority; the task stays open and its data is kept."""
+    env, queue = skipping
+    upload = {name: (DATA / name).read_bytes() for name in ("inbox_review.bpmn", "review_form.json")}
+    [definition] = validate_upload(upload)
+    instance_id = str(uuid.uuid4())
+    handle = await env.client.start_workflow(
+        ProcessWorkflow.run,
+        start_input(instance_id=instance_id, key="inbox_review", version=1, digest=definition.hash,
+                    files=definition.files, variables={"requester": "alice", "amount": 20}, started_by="olga"),
+        id=instance_id,
+        task_queue=queue,
+    )  # fmt: skip
+    started.append(handle)
+    skipped_ids.add(handle.id)
+    [submit] = (await _wait_for_open_task(handle, "submit")).open_tasks
+    await handle.execute_update(COMPLETE_TASK_UPDATE, CompleteTaskInput(submit.id, {}, "alice"))
+    [review] = (await _wait_for_open_task(handle, "review")).open_tasks
+    assert (review.candidate_groups, review.priority, review.escalated) == (["reviewers"], 50, False)
+    # bob of the reviewers claims it, then sits on it for three days
+    await handle.execute_update(ASSIGN_TASK_UPDATE, AssignTaskInput(review.id, "claim", "bob", ["reviewers"]))
+    began = await env.get_current_time()
+    loop_start = asyncio.get_running_loop().time()
+    await env.sleep(timedelta(days=3, minutes=1))
+    state = await _wait_for_open_task(handle, "review")
+    for _ in range(200):
+        if state.open_tasks[0].escalated:
+            break
+        await asyncio.sleep(0.05)
+        state = await handle.query(STATE_QUERY, result_type=ProcessState)
+    [escalated] = state.open_tasks
+    assert escalated.id == review.id  # the same task, reassigned: nothing done on it is lost
+    assert (escalated.assignee, escalated.candidate_groups, escalated.priority) == (None, ["managers"], 90)
+    assert escalated.escalated
+    assert await env.get_current_time() - began >= timedelta(days=3)
+    assert asyncio.get_running_loop().time() - loop_start < 30
+    # bob no longer may; a manager completes it
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            COMPLETE_TASK_UPDATE,
+            CompleteTaskInput(review.id, {"decision": "approve", "amount_approved": 20}, "bob", ["reviewers"]),
+        )
+    assert isinstance(refused.value.cause, ApplicationError) and refused.value.cause.type == TASK_FORBIDDEN
+    await handle.execute_update(
+        COMPLETE_TASK_UPDATE,
+        CompleteTaskInput(review.id, {"decision": "approve", "amount_approved": 20}, "erin", ["managers"]),
+    )
+    result: ProcessResult = await handle.result()
+    assert {"remind", "reminded", "review", "end"} <= set(result.completed)
+    with session_factory() as session:  # what the engine wrote, then what its result carries
+        trail = [(r.action, r.actor, r.data) for r in audit.instance_history(session, instance_id=instance_id)]
+    trail += [(entry.action, entry.actor, entry.data) for entry in result.audit]
+    [escalation] = [data for action, _, data in trail if action == "task.escalated"]
+    assert escalation["by"] == "remind"
+    assert escalation["before"] == {"assignee": "bob", "candidate_groups": ["reviewers"], "priority": 50}
+    assert escalation["after"]["candidate_groups"] == ["managers"]
+    assert [(a, actor) for a, actor, _ in trail if a.startswith("task.")] == [
+        ("task.claimed", "bob"),
+        ("task.escalated", None),
+    ]

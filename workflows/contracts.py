@@ -40,12 +40,18 @@ SIMULATION_WORKFLOW = "TwinSimulationWorkflow"
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
+# claim, unclaim or assign a user task (AssignTaskInput → TaskAssigned)
+ASSIGN_TASK_UPDATE = "assign_task"
 RETRY_INCIDENT_UPDATE = "retry_incident"
 SET_VARIABLES_UPDATE = "set_variables"
 DELIVER_MESSAGE_UPDATE = "deliver_message"
 
 # ApplicationError types the API maps to HTTP statuses.
 TASK_NOT_OPEN = "TaskNotOpen"
+TASK_FORBIDDEN = "TaskForbidden"  # not the assignee nor a candidate, or four-eyes: HTTP 403
+TASK_CLAIMED = "TaskClaimed"  # someone else holds it: HTTP 409
+# completion data that fails the task's form; details[0] is [{"loc": [...], "msg": ...}]: HTTP 422
+INVALID_FORM_DATA = "InvalidFormData"
 INCIDENT_NOT_OPEN = "IncidentNotOpen"
 INSTANCE_NOT_RUNNING = "InstanceNotRunning"
 MESSAGE_NOT_WAITING = "MessageNotWaiting"
@@ -109,6 +115,16 @@ class OpenTask:
     element_type: str = "userTask"
     lane: str | None = None
     documentation: str | None = None
+    # Who may work it (bpmn/human_tasks.py): the assignee alone once set; before that any candidate
+    # user or member of a candidate group; anyone who works tasks when it names no one at all.
+    assignee: str | None = None
+    candidate_groups: list[str] = field(default_factory=list)
+    candidate_users: list[str] = field(default_factory=list)
+    priority: int = 50
+    due_at: str | None = None
+    form: str | None = None  # the deployed form file its completion is validated against
+    ui_form: str | None = None
+    escalated: bool = False
 
 
 @dataclass
@@ -198,6 +214,23 @@ class CompleteTaskInput:
     task_id: str
     variables: dict[str, Any] = field(default_factory=dict)
     actor: str | None = None
+    groups: list[str] = field(default_factory=list)  # the actor's groups, for candidate groups
+
+
+@dataclass
+class AssignTaskInput:
+    task_id: str
+    action: str  # claim | unclaim | assign
+    actor: str
+    groups: list[str] = field(default_factory=list)  # the actor's groups
+    assignee: str | None = None  # assign: the new assignee, None to release the task
+    # the caller may act on tasks held by others (operator role): unclaim them, assign them
+    operator: bool = False
+
+
+@dataclass
+class TaskAssigned:
+    task: OpenTask
 
 
 @dataclass

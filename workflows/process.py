@@ -10,12 +10,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
+        ASSIGN_TASK_UPDATE,
         COMPLETE_TASK_UPDATE,
         DELIVER_MESSAGE_UPDATE,
         PROCESS_WORKFLOW,
         RETRY_INCIDENT_UPDATE,
         SET_VARIABLES_UPDATE,
         STATE_QUERY,
+        AssignTaskInput,
         CompleteTaskInput,
         CompleteTaskResult,
         DeliverMessageInput,
@@ -25,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessState,
         RetryIncidentInput,
         SetVariablesInput,
+        TaskAssigned,
     )
     from workflows.process_engine import ProcessEngine
 
@@ -47,6 +50,14 @@ class ProcessWorkflow:
     def validate_complete_task(self, inp: CompleteTaskInput) -> None:
         # Rejected here, a bad completion never reaches the history.
         self._engine.check_completion(inp)
+
+    @workflow.update(name=ASSIGN_TASK_UPDATE)
+    async def assign_task(self, inp: AssignTaskInput) -> TaskAssigned:
+        return await self._engine.assign_task(inp)
+
+    @assign_task.validator
+    def validate_assign_task(self, inp: AssignTaskInput) -> None:
+        self._engine.check_assignment(inp)
 
     @workflow.update(name=RETRY_INCIDENT_UPDATE)
     async def retry_incident(self, inp: RetryIncidentInput) -> ProcessState:

@@ -29,20 +29,23 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from bpmn import messages, runtime
+from bpmn import forms, human_tasks, messages, runtime
 from bpmn.definitions import load_process
+from workflows import task_rules
 from workflows.contracts import (
     AUDIT_ACTIVITY,
     BPMN_ERROR,
     EDGE_SITE_PATTERN,
     INCIDENT_NOT_OPEN,
     INSTANCE_NOT_RUNNING,
+    INVALID_FORM_DATA,
     INVALID_VARIABLES,
     MESSAGE_NOT_WAITING,
     MODEL_ERROR,
     SCRIPT_ACTIVITY,
     SYNC_TASKS_ACTIVITY,
     TASK_NOT_OPEN,
+    AssignTaskInput,
     AuditBatch,
     AuditEntry,
     ClosedTask,
@@ -61,6 +64,7 @@ from workflows.contracts import (
     ServiceTaskInput,
     SetVariablesInput,
     SyncTasksInput,
+    TaskAssigned,
 )
 
 # Audit entries wait for the next projection write; past this many they are written on their own.
@@ -100,6 +104,9 @@ class ProcessEngine:
         self._subscriptions: dict[str, MessageSubscription] = {}  # task id → subscription, oldest first
         self._published_subscriptions: set[str] = set()
         self._delivered: dict[str, bool] = {}  # task id → whether the message it was sent reached it
+        self._completers: dict[str, list[str]] = {}  # element id → who completed it (four-eyes)
+        self._tasks_changed = False  # an open task was claimed, assigned or escalated: publish it
+        self._forms: dict[str, dict[str, Any]] = {}  # form file → JSON Schema, parsed once
 
     async def run(self) -> ProcessResult:
         self._record(
@@ -167,6 +174,8 @@ class ProcessEngine:
         self._epoch += 1
 
     def _apply(self, kind: str, task_id: str, payload: Any) -> None:
+        if kind == "sync":
+            return  # nothing to apply: an open task changed, and the pass publishes it
         if kind == "variables":
             variables, actor = payload
             self._record("variables.set", actor=actor, data={"variables": variables})
@@ -215,6 +224,8 @@ class ProcessEngine:
         elif kind == "complete":
             variables, actor = payload
             self._details[task_id] = (actor, {"variables": variables})
+            if actor is not None:
+                self._completers.setdefault(runtime.element_id(task) or "", []).append(actor)
             task.set_data(**variables)
             task.run()
             self._close(task_id, "completed", actor)
@@ -353,15 +364,29 @@ class ProcessEngine:
         for task_id, task in ready.items():
             if task_id not in self._open:
                 view = runtime.describe_human_task(task)
+                # when Spiff made it ready: distinct and ordered even within one workflow task
+                opened = datetime.fromtimestamp(task.last_state_change, UTC)
+                try:
+                    assigned = human_tasks.assignment(task, opened)
+                except human_tasks.EvaluationError as err:
+                    _reraise_temporal(err)
+                    raise _Failure(f"user task '{view.element_id}': {err}") from None
+                settings = human_tasks.settings_of(task.task_spec)
                 self._open[task_id] = OpenTask(
                     id=view.id,
                     element_id=view.element_id,
                     name=view.name,
-                    # when Spiff made it ready: distinct and ordered even within one workflow task
-                    created_at=datetime.fromtimestamp(task.last_state_change, UTC).isoformat(),
+                    created_at=opened.isoformat(),
                     element_type=view.element_type,
                     lane=view.lane,
                     documentation=view.documentation,
+                    assignee=assigned.assignee,
+                    candidate_groups=assigned.candidate_groups,
+                    candidate_users=assigned.candidate_users,
+                    priority=assigned.priority,
+                    due_at=assigned.due_at.isoformat() if assigned.due_at else None,
+                    form=settings.form,
+                    ui_form=settings.ui_form,
                 )
 
     def _reconcile_subscriptions(self) -> None:
@@ -422,6 +447,41 @@ class ProcessEngine:
                 actor=actor,
                 data=data,
             )
+            if change.action == "completed":
+                self._escalate(change.task_id)
+
+    def _escalate(self, boundary_id: str) -> None:
+        """A boundary event with escalation settings fired: change the user task it is attached to."""
+        boundary = runtime.task_by_id(self._bw, boundary_id)
+        escalation = human_tasks.escalation_of(boundary.task_spec) if boundary is not None else None
+        if boundary is None or escalation is None or boundary.parent is None:
+            return
+        for sibling in boundary.parent.children:
+            open_task = self._open.get(str(sibling.id))
+            if open_task is None:
+                continue
+            try:
+                change = human_tasks.escalate(sibling, escalation)
+            except human_tasks.EvaluationError as err:
+                _reraise_temporal(err)
+                raise _Failure(f"escalation '{runtime.element_id(boundary)}': {err}") from None
+            before = {"assignee": open_task.assignee, "candidate_groups": open_task.candidate_groups,
+                      "priority": open_task.priority}  # fmt: skip
+            if change.assignee is not None or change.unassign:
+                open_task.assignee = change.assignee
+            if change.candidate_groups is not None:
+                open_task.candidate_groups = change.candidate_groups
+            if change.candidate_users is not None:
+                open_task.candidate_users = change.candidate_users
+            if change.priority is not None:
+                open_task.priority = change.priority
+            open_task.escalated = True
+            self._tasks_changed = True
+            self._record("task.escalated", element_id=open_task.element_id, data={
+                "task_id": open_task.id, "by": runtime.element_id(boundary), "before": before,
+                "after": {"assignee": open_task.assignee, "candidate_groups": open_task.candidate_groups,
+                          "candidate_users": open_task.candidate_users, "priority": open_task.priority},
+            })  # fmt: skip
 
     def _raise_incident(self, task: Any, message: str, error_type: str | None = None) -> None:
         task_id = str(task.id)
@@ -450,7 +510,9 @@ class ProcessEngine:
         epoch = self._epoch
         incidents_changed = set(self._incidents) != self._published_incidents
         subscriptions_changed = set(self._subscriptions) != self._published_subscriptions
-        if set(self._open) != self._published or self._closed or incidents_changed or subscriptions_changed:
+        tasks_changed = set(self._open) != self._published or self._closed or self._tasks_changed
+        if tasks_changed or incidents_changed or subscriptions_changed:
+            self._tasks_changed = False
             closed, self._closed = self._closed, []
             audit, self._audit = self._audit, []
             await workflow.execute_activity(
@@ -511,7 +573,9 @@ class ProcessEngine:
     async def complete_task(self, inp: CompleteTaskInput) -> CompleteTaskResult:
         # Validators of two concurrent updates can both pass before either handler runs: check
         # again here, and take the task out of the open set before yielding, so exactly one wins.
-        self.check_completion(inp)
+        # (Only openness: who may complete was checked by the validator for this same input, and
+        # histories recorded before assignment rules existed must replay as they ran.)
+        self._check_open(inp.task_id)
         del self._open[inp.task_id]
         self._inbox.append(("complete", inp.task_id, (dict(inp.variables), inp.actor)))
         await self._until_synced()
@@ -574,10 +638,69 @@ class ProcessEngine:
         target = self._epoch + 1
         await workflow.wait_condition(lambda: self._synced_epoch >= target or self._status != "running")
 
+    def _check_open(self, task_id: str) -> OpenTask:
+        task = self._open.get(task_id)
+        if task is None:
+            raise ApplicationError(f"task {task_id} is not open", type=TASK_NOT_OPEN, non_retryable=True)
+        return task
+
     def check_completion(self, inp: CompleteTaskInput) -> None:
-        if inp.task_id not in self._open:
-            raise ApplicationError(f"task {inp.task_id} is not open", type=TASK_NOT_OPEN, non_retryable=True)
+        task = self._check_open(inp.task_id)
+        task_rules.check_complete(task, inp.actor, inp.groups, self._excluded(task))
         _check_variables(inp.variables)
+        if task.form is not None:
+            problems = forms.validate(self._form(task.form), inp.variables)
+            if problems:
+                raise ApplicationError(
+                    f"task '{task.element_id}': the data does not fit its form: "
+                    + "; ".join(f"{'.'.join(map(str, p.loc)) or 'data'}: {p.msg}" for p in problems),
+                    [{"loc": list(p.loc), "msg": p.msg} for p in problems],
+                    type=INVALID_FORM_DATA,
+                    non_retryable=True,
+                )
+
+    def _form(self, name: str) -> dict[str, Any]:
+        if name not in self._forms:
+            self._forms[name] = forms.load(name, self._input.files[name]).schema
+        return self._forms[name]
+
+    def _excluded(self, task: OpenTask) -> dict[str, str]:
+        """Four-eyes: who may not work `task`, and why."""
+        spiff_task = runtime.task_by_id(self._bw, task.id)
+        if spiff_task is None:
+            return {}
+        excluded: dict[str, str] = {}
+        for rule in human_tasks.settings_of(spiff_task.task_spec).separate_from:
+            if rule == human_tasks.STARTER:
+                if self._input.started_by:
+                    excluded.setdefault(self._input.started_by, "started this instance")
+            else:
+                for actor in self._completers.get(rule, []):
+                    excluded.setdefault(actor, f"completed task '{rule}' of this instance")
+        return excluded
+
+    async def assign_task(self, inp: AssignTaskInput) -> TaskAssigned:
+        # Applied before yielding, so of two concurrent claims the second sees the first's claim.
+        self.check_assignment(inp)
+        task = self._open[inp.task_id]
+        before = task.assignee
+        if inp.action == "claim":
+            task.assignee = inp.actor
+        elif inp.action == "unclaim":
+            task.assignee = None
+        else:
+            task.assignee = inp.assignee
+        if task.assignee != before:
+            data: dict[str, Any] = {"task_id": task.id, "assignee": task.assignee, "previous": before}
+            self._record(f"task.{inp.action}ed", element_id=task.element_id, actor=inp.actor, data=data)
+            self._tasks_changed = True
+            self._inbox.append(("sync", "", None))  # wakes the main loop, which publishes the change
+            await self._until_synced()
+        return TaskAssigned(dataclasses.replace(task))
+
+    def check_assignment(self, inp: AssignTaskInput) -> None:
+        task = self._check_open(inp.task_id)
+        task_rules.check_assignment(task, inp, self._excluded(task))
 
     def state(self) -> ProcessState:
         return ProcessState(
