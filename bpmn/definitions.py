@@ -56,7 +56,6 @@ _UNSUPPORTED = {
     "adHocSubProcess": "ad-hoc subprocesses are not supported",
     "signalEventDefinition": "signal events are not supported yet",
     "conditionalEventDefinition": "conditional events are not supported yet",
-    "eventBasedGateway": "event-based gateways are not supported yet",
     "sendTask": "send tasks are not supported yet",
 }
 
@@ -326,8 +325,8 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
                             file_name, upload, errors)  # fmt: skip
             for source, _target in task_spec.output_mappings:
                 _check_code(source, "eval", "output mapping", task_spec, file_name, upload, errors)
-        for timer in timer_definitions(getattr(task_spec, "event_definition", None)):
-            _check_timer(timer, task_spec, file_name, upload, errors)
+        for timer, owner in _timers_of(task_spec):
+            _check_timer(timer, owner, file_name, upload, errors)
         key = getattr(getattr(task_spec, "event_definition", None), "correlation_key_expression", None)
         _check_code(key, "eval", "correlation key", task_spec, file_name, upload, errors)
 
@@ -351,6 +350,16 @@ def _site_problem(site_param: str | None, task_spec: Any) -> str | None:
     if used:
         return f"{', '.join(used)} only applies to operators that run at a site (edge.*)"
     return None
+
+
+def _timers_of(task_spec: Any) -> list[tuple[TimerEventDefinition, Any]]:
+    """The spec's timers, each with the spec its problems are reported on: an event-based gateway
+    holds the timers of the catch events after it, and a problem is named by that catch event."""
+    definition = getattr(task_spec, "event_definition", None)
+    inner = getattr(definition, "event_definitions", None)
+    if inner is not None and len(getattr(task_spec, "outputs", [])) == len(inner):
+        return [(d, task_spec.outputs[i]) for i, d in enumerate(inner) if isinstance(d, TimerEventDefinition)]
+    return [(timer, task_spec) for timer in timer_definitions(definition)]
 
 
 def _check_timer(

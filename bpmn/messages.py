@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import NoneEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
+from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
@@ -34,27 +36,43 @@ class MessageWait:
     element_id: str
     message_name: str
     key_expression: str | None
+    # An event-based gateway waits for several events in one task: which of its definitions this is
+    # (None for a plain catch event, receive task or boundary event).
+    index: int | None = None
+
+    @property
+    def id(self) -> str:
+        """The subscription's id: the task's, plus the event's index for a gateway's events."""
+        return str(self.task.id) if self.index is None else f"{self.task.id}:{self.index}"
+
+
+def _definitions(definition: Any) -> list[tuple[int | None, MessageEventDefinition]]:
+    if isinstance(definition, MessageEventDefinition):
+        return [(None, definition)]
+    if isinstance(definition, MultipleEventDefinition):  # an event-based gateway's events
+        return [(i, d) for i, d in enumerate(definition.event_definitions) if isinstance(d, MessageEventDefinition)]
+    return []
 
 
 def annotate(specs: list[Any], correlation_keys: dict[str, str]) -> None:
     """Attach each message's correlation key expression to the event definitions that use it."""
     for spec in specs:
         for task_spec in spec.task_specs.values():
-            definition = getattr(task_spec, "event_definition", None)
-            if isinstance(definition, MessageEventDefinition):
+            for _, definition in _definitions(getattr(task_spec, "event_definition", None)):
                 definition.correlation_key_expression = correlation_keys.get(definition.name)
 
 
 def waiting(workflow: BpmnWorkflow) -> list[MessageWait]:
-    """Elements waiting for a message, in the order they started waiting (start events excluded)."""
+    """Elements waiting for a message, in the order they started waiting (start events excluded).
+    An event-based gateway's message events are named by the catch event that follows it."""
     found = []
     for task in workflow.event_manager.tasks.values():
-        definition = task.task_spec.event_definition
-        if not isinstance(definition, MessageEventDefinition) or isinstance(task.task_spec, StartEvent):
+        if isinstance(task.task_spec, StartEvent) or not task.has_state(TaskState.WAITING):
             continue
-        if task.has_state(TaskState.WAITING):
+        for index, definition in _definitions(task.task_spec.event_definition):
             key_expression = getattr(definition, "correlation_key_expression", None)
-            found.append(MessageWait(task, task.task_spec.bpmn_id, definition.name, key_expression))
+            element_id = task.task_spec.bpmn_id if index is None else task.task_spec.outputs[index].bpmn_id
+            found.append(MessageWait(task, element_id, definition.name, key_expression, index))
     return found
 
 
@@ -70,9 +88,18 @@ def correlation_value(wait: MessageWait) -> str | None:
     raise TypeError(f"a correlation key must be a string or a number, not {type(value).__name__}")
 
 
-def deliver(task: Task, payload: dict[str, Any]) -> None:
-    """Fire a waiting message element with `payload` as the message's variables."""
+def deliver(task: Task, payload: dict[str, Any], index: int | None = None) -> None:
+    """Fire a waiting message element with `payload` as the message's variables; `index` picks one
+    of an event-based gateway's events (the gateway then takes that path and drops the others)."""
     definition = task.task_spec.event_definition
+    if index is not None:
+        inner = definition.event_definitions[index]
+        if not getattr(inner, "message_var", None):
+            task.set_data(**payload)  # as below: without a message variable, the variables merge
+        event = BpmnEvent(inner, payload=dict(payload))
+        task.task_spec.catch(task, event)
+        task.task_spec._update(task)
+        return
     variable = getattr(definition, "message_var", None)
     if variable:
         # SpiffArena's `spiffworkflow:messageVariable`: the payload lands in that one variable

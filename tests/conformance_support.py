@@ -88,16 +88,19 @@ SUPPORTED_FEATURES = frozenset(
 )  # fmt: skip
 
 # Why a feature puts a case out of scope: the deployer refuses these elements (see
-# `_UNSUPPORTED` in bpmn/definitions.py).
+# `_UNSUPPORTED` in bpmn/definitions.py), or the case waits for messages, which this driver does not
+# send (the platform runs message events; tests/api/routes/test_messages.py and
+# tests/test_event_gateway.py cover them).
+_NEEDS_MESSAGES = "the case waits for messages, which the case driver does not send"
 UNSUPPORTED_FEATURES = {
-    "message": "message events and tasks are refused by the deployer",
-    "message_boundary": "message events and tasks are refused by the deployer",
-    "message_boundary_noninterrupting": "message events and tasks are refused by the deployer",
-    "send_task": "message events and tasks are refused by the deployer",
-    "correlation": "message events and tasks are refused by the deployer",
+    "message": _NEEDS_MESSAGES,
+    "message_boundary": _NEEDS_MESSAGES,
+    "message_boundary_noninterrupting": _NEEDS_MESSAGES,
+    "send_task": "send tasks (throwing messages) are refused by the deployer",
+    "correlation": "Spiff correlation properties are refused by the deployer",
     "signal": "signal events are refused by the deployer",
     "conditional": "conditional events are refused by the deployer",
-    "event_gw": "event-based gateways are refused by the deployer",
+    "event_gw": _NEEDS_MESSAGES,
     "multiple_event": "multiple (message/signal) events are refused by the deployer",
     "parallel_multiple_event": "multiple (message/signal) events are refused by the deployer",
     "event_subprocess": "event subprocesses here are started by signals, refused by the deployer",

@@ -213,14 +213,15 @@ class ProcessEngine:
             task.set_data(**variables)
             self._activities.pop(task_id, None)  # the next reconcile starts a fresh activity
         elif kind == "message":
-            variables, actor, name, key = payload
+            variables, actor, name, key, *rest = payload
+            index, element_id = (rest[0], rest[1]) if rest else (None, runtime.element_id(task))
             self._delivered[task_id] = task.has_state(TaskState.WAITING)
             if not self._delivered[task_id]:
                 return  # it stopped waiting meanwhile (a boundary event won): the sender is told
-            self._record("message.received", element_id=runtime.element_id(task), actor=actor,
+            self._record("message.received", element_id=element_id, actor=actor,
                          data={"name": name, "correlation_key": key, "variables": variables})  # fmt: skip
             self._details[task_id] = (actor, {"message": name, "variables": variables})
-            messages.deliver(task, variables)
+            messages.deliver(task, variables, index)
         elif kind == "complete":
             variables, actor = payload
             self._details[task_id] = (actor, {"variables": variables})
@@ -390,7 +391,7 @@ class ProcessEngine:
                 )
 
     def _reconcile_subscriptions(self) -> None:
-        waits = {str(w.task.id): w for w in messages.waiting(self._bw)}
+        waits = {w.id: w for w in messages.waiting(self._bw)}
         for task_id in list(self._subscriptions):
             if task_id not in waits:
                 del self._subscriptions[task_id]
@@ -609,10 +610,14 @@ class ProcessEngine:
     async def deliver_message(self, inp: DeliverMessageInput) -> DeliverMessageResult:
         subscription = self.check_message(inp)
         del self._subscriptions[subscription.task_id]  # before yielding: one message per subscription
-        payload = (dict(inp.variables), inp.actor, inp.name, inp.correlation_key)
-        self._inbox.append(("message", subscription.task_id, payload))
+        # an event-based gateway's events share its task: "<task id>:<event index>"
+        task_id, _, index = subscription.task_id.partition(":")
+        payload: tuple[Any, ...] = (dict(inp.variables), inp.actor, inp.name, inp.correlation_key)
+        if index:
+            payload += (int(index), subscription.element_id)
+        self._inbox.append(("message", task_id, payload))
         await self._until_synced()
-        if not self._delivered.pop(subscription.task_id, False) and self._status == "running":
+        if not self._delivered.pop(task_id, False) and self._status == "running":
             raise ApplicationError(
                 f"element '{subscription.element_id}' stopped waiting for message '{inp.name}'",
                 type=MESSAGE_NOT_WAITING,
