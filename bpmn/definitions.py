@@ -55,7 +55,6 @@ _UNSUPPORTED = {
     "complexGateway": "complex gateways are not supported",
     "adHocSubProcess": "ad-hoc subprocesses are not supported",
     "signalEventDefinition": "signal events are not supported yet",
-    "conditionalEventDefinition": "conditional events are not supported yet",
     "sendTask": "send tasks are not supported yet",
 }
 

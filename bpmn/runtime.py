@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent
+from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     TimerEventDefinition,
@@ -57,12 +58,28 @@ def new_workflow(
 def run_engine(workflow: BpmnWorkflow) -> None:
     """Run every engine task (scripts, gateways, events) until only external work is left.
 
-    `do_engine_steps` refreshes timers at the end, which can make more tasks ready.
+    `do_engine_steps` refreshes timers at the end, which can make more tasks ready; waiting
+    conditional events are checked again here (Spiff refreshes only timers), so a condition that
+    became true since the last pass (its data changed) fires now.
     """
     while True:
         workflow.do_engine_steps()
+        _refresh_conditions(workflow)
         if not any(not t.task_spec.manual for t in workflow.get_tasks(state=TaskState.READY)):
             return
+
+
+def _refresh_conditions(workflow: BpmnWorkflow) -> None:
+    for task in list(workflow.event_manager.tasks.values()):
+        definition = task.task_spec.event_definition
+        # Over the token's own data, as it is now (PATCH /variables sets it): Spiff's `_update` would
+        # first copy the data of the element before, undoing that change, then evaluate.
+        if (
+            task.has_state(TaskState.WAITING)
+            and isinstance(definition, ConditionalEventDefinition)
+            and definition.has_fired(task)
+        ):
+            task._ready()
 
 
 def task_by_id(workflow: BpmnWorkflow, task_id: str) -> Task | None:
