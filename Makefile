@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-sqlite test-postgresql lint typecheck bench chaos clean
+.PHONY: install run test test-sqlite test-postgresql lint typecheck bench chaos screenshots clean
 
-$(STAMP): pyproject.toml
+# npm ci: bpmn-js for the web console, served from web/node_modules (no bundler; none of it is committed)
+$(STAMP): pyproject.toml web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	npm ci --prefix web --no-audit --no-fund
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -61,6 +63,10 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos
 	$(BIN)/python -m benchmarks.chaos --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+## Start the platform on a scratch data directory and save a PNG of each console page to screenshots/
+screenshots: $(STAMP)
+	$(BIN)/python -m aimatrix.screenshots --output screenshots
 
 clean:
 	rm -rf $(VENV) .aimatrix .pytest_cache .mypy_cache .ruff_cache

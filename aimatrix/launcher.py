@@ -105,11 +105,16 @@ def _wait_for_api(base: str, timeout: float = 60) -> None:
     sys.exit("the API did not become healthy; see the logs under the data directory")
 
 
+def example_files(model: Path) -> list[Path]:
+    """An example model and what it deploys with: its decision tables and forms (<stem>*.dmn,
+    <stem>*.json, <stem>*.form)."""
+    extras = sorted(p for suffix in (".dmn", ".json", ".form") for p in model.parent.glob(f"{model.stem}*{suffix}"))
+    return [model, *extras]
+
+
 def deploy_examples(base: str, key: str) -> None:
     for path in sorted(EXAMPLES.glob("*.bpmn")):
-        files = [("files", (path.name, path.read_bytes(), "application/xml"))]
-        for extra in sorted(EXAMPLES.glob(f"{path.stem}*.dmn")):
-            files.append(("files", (extra.name, extra.read_bytes(), "application/xml")))
+        files = [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in example_files(path)]
         response = httpx.post(
             f"{base}/api/v1/deployments", files=files, headers={"Authorization": f"Bearer {key}"}, timeout=30
         )
@@ -118,6 +123,42 @@ def deploy_examples(base: str, key: str) -> None:
             continue
         for definition in response.json()["definitions"]:
             print(f"[aimatrix] deployed {definition['key']} v{definition['version']} ({path.name})")
+
+
+# The sample approver `aimatrix run` creates, so the console's inbox can be tried at once: its
+# groups are the candidate groups of the examples' user tasks.
+DEMO_APPROVER = "alice"
+DEMO_GROUPS = ("accounting", "safety-officers", "purchasing")
+
+
+def demo_approver_key(base: str, key: str, data_dir: Path) -> str | None:
+    """The sample approver's API key, created on the first run and kept in the data directory
+    (a key is shown only once); None if it cannot be created (the name is taken by another key)."""
+    path = data_dir / "approver_key"
+    if path.exists():
+        return path.read_text().strip()
+    response = httpx.post(
+        f"{base}/api/v1/api-keys",
+        json={"name": DEMO_APPROVER, "roles": ["approver"], "groups": list(DEMO_GROUPS)},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    if response.status_code != 201:
+        print(f"[aimatrix] no sample approver key: {response.status_code} {response.text}")
+        return None
+    created: str = response.json()["key"]
+    path.write_text(created + "\n")
+    path.chmod(0o600)
+    return created
+
+
+def selected_pools(settings: Settings) -> tuple[str, ...]:
+    """The pools AIMATRIX_POOLS names, in start order; all of them when it is empty."""
+    names = {part.strip() for part in settings.pools.split(",") if part.strip()}
+    unknown = sorted(names - set(POOLS))
+    if unknown:
+        sys.exit(f"AIMATRIX_POOLS: unknown pool {', '.join(unknown)}; the pools are {', '.join(POOLS)}")
+    return tuple(pool for pool in POOLS if pool in names) if names else POOLS
 
 
 def run() -> None:
@@ -136,7 +177,7 @@ def run() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         _start_temporal(supervisor, settings)
-        for pool in POOLS:
+        for pool in selected_pools(settings):
             supervisor.spawn(pool, [sys.executable, "-m", f"workers.{pool}"])
         supervisor.spawn(
             "api",
@@ -154,8 +195,12 @@ def run() -> None:
         base = f"http://{settings.api_host}:{settings.api_port}"
         _wait_for_api(base)
         deploy_examples(base, key)
+        approver = demo_approver_key(base, key, settings.data_dir)
+        print(f"[aimatrix] console  {base}/console/   (sign in with a key below)")
         print(f"[aimatrix] API      {base}/api/v1   (docs: {base}/api/v1/docs)")
-        print(f"[aimatrix] API key  {key}")
+        print(f"[aimatrix] API key  {key}   (admin)")
+        if approver:
+            print(f"[aimatrix] approver {approver}   ({DEMO_APPROVER}; groups {', '.join(DEMO_GROUPS)})")
         print(f"[aimatrix] data     {settings.data_dir.resolve()} (logs in {supervisor.logs})")
         print("[aimatrix] running; Ctrl-C stops everything")
         while not stop:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     api_key: str | None = Field(default=None, alias="AIMATRIX_API_KEY")
     api_host: str = Field(default="127.0.0.1", alias="AIMATRIX_API_HOST")
     api_port: int = Field(default=8000, alias="AIMATRIX_API_PORT")
+    # Comma-separated worker pools `aimatrix run` starts (empty: all); a smaller set keeps a small machine usable.
+    pools: str = Field(default="", alias="AIMATRIX_POOLS")
     # Upload limits: lxml's own limits are far above what a process model needs.
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, alias="AIMATRIX_MAX_UPLOAD_BYTES")
     max_xml_elements: int = Field(default=50_000, alias="AIMATRIX_MAX_XML_ELEMENTS")

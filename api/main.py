@@ -18,6 +18,7 @@ from temporalio.service import RPCError
 
 from aimatrix.settings import Settings, get_settings
 from aimatrix.temporal import connect
+from api.console import mount_console
 from api.errors import SECURED
 from api.routes import api_keys as api_keys_routes
 from api.routes import audit as audit_routes
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     )
     for module in secured:
         app.include_router(module.router, prefix=API_PREFIX, responses=SECURED)
+
+    mount_console(app)  # the web console: static pages at /console/, calling the API with the user's key
 
     @app.get("/docs", include_in_schema=False)
     async def docs_redirect() -> RedirectResponse:

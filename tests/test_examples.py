@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
+from aimatrix.launcher import example_files
 from tests.helpers import EXAMPLES, deploy, http_server, start, wait_for, wait_for_tasks
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.bpmn")), ids=lambda p: p.stem)
-async def test_example_deploys(api: httpx.AsyncClient, path: object) -> None:
-    response = await deploy(api, path)  # type: ignore[arg-type]
+async def test_example_deploys(api: httpx.AsyncClient, path: Path) -> None:
+    response = await deploy(api, *example_files(path))  # with its forms and decision tables, as make run does
     assert response.status_code in (200, 201), response.text
 
 

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from api.deps import AnyUser, SessionDep
 from api.errors import responses
 from api.schemas import DB_INT_MAX, DefinitionPublic, DefinitionVersionPublic, DefinitionVersions
+from bpmn import forms
 from store import definitions
 
 router = APIRouter(tags=["definitions"])
@@ -50,3 +51,35 @@ def get_definition_xml(
         raise HTTPException(404, detail=f"definition '{key}' version {version} not found")
     files = definitions.files(session, key=key, version=version)
     return Response(files[found.main_file], media_type="application/xml")
+
+
+@router.get("/definitions/{key}/versions/{version}/files", responses=responses(404))
+def list_definition_files(
+    key: str, version: Annotated[int, Path(ge=1, le=DB_INT_MAX)], user: AnyUser, session: SessionDep
+) -> list[str]:
+    """The names of the files deployed as this version, the main BPMN file first, then what it needs
+    (called processes, decision tables, forms): what to deploy again with an edited copy of it."""
+    found = definitions.get(session, key=key, version=version, tenant=user.tenant)
+    if found is None:
+        raise HTTPException(404, detail=f"definition '{key}' version {version} not found")
+    files = definitions.files(session, key=key, version=version)
+    return [found.main_file, *sorted(name for name in files if name != found.main_file)]
+
+
+@router.get(
+    "/definitions/{key}/versions/{version}/files/{name}",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {}, "application/json": {}}, "description": "the file"},
+        **responses(404),
+    },
+)
+def get_definition_file(
+    key: str, version: Annotated[int, Path(ge=1, le=DB_INT_MAX)], name: str, user: AnyUser, session: SessionDep
+) -> Response:
+    found = definitions.get(session, key=key, version=version, tenant=user.tenant)
+    files = definitions.files(session, key=key, version=version) if found is not None else {}
+    if name not in files:
+        raise HTTPException(404, detail=f"definition '{key}' version {version} has no file '{name}'")
+    media = "application/json" if forms.is_form_file(name) else "application/xml"
+    return Response(files[name], media_type=media)

@@ -174,3 +174,17 @@ async def test_one_bad_file_refuses_the_whole_upload(api: httpx.AsyncClient) -> 
     assert response.status_code == 422
     assert [e["file"] for e in response.json()["detail"]] == ["bad.bpmn"]
     assert (await api.get("/definitions/all_or_nothing")).status_code == 404
+
+
+async def test_a_versions_files_can_be_listed_and_read(api: httpx.AsyncClient) -> None:
+    deployed = await deploy(api, DATA / "inbox_review.bpmn", DATA / "review_form.json")
+    version = deployed.json()["definitions"][0]["version"]
+    base = f"/definitions/inbox_review/versions/{version}/files"
+    assert (await api.get(base)).json() == ["inbox_review.bpmn", "review_form.json"]
+    form = await api.get(f"{base}/review_form.json")
+    assert form.status_code == 200 and form.headers["content-type"].startswith("application/json")
+    assert form.json()["required"] == ["decision", "amount_approved"]
+    assert (await api.get(f"{base}/inbox_review.bpmn")).text.startswith("<?xml")
+    missing = await api.get(f"{base}/other.json")
+    assert missing.status_code == 404 and "other.json" in missing.json()["detail"]
+    assert (await api.get("/definitions/inbox_review/versions/999999/files")).status_code == 404
