@@ -71,23 +71,23 @@ async def launch(
                 )
             return existing
 
-    def load() -> tuple[int, str, dict[str, str], str | None]:
+    def load() -> tuple[int, str, dict[str, str], str | None, bool]:
         with state.session_factory() as session:
             found = definitions.get(session, key=key, version=version, tenant=tenant)
             if found is None:
                 label = f" version {version}" if version else ""
                 raise HTTPException(404, detail=f"definition '{key}'{label} not found")
             files = definitions.files(session, key=found.key, version=found.version)
-            return found.version, found.hash, files, found.tenant
+            return found.version, found.hash, files, found.tenant, found.feel
 
-    found_version, digest, files, owner = await run_in_threadpool(load)
+    found_version, digest, files, owner, feel = await run_in_threadpool(load)
     requested_at = datetime.now(UTC)  # the request comes before the instance's own first entry
     try:
         inp = await run_in_threadpool(
             lambda: start_input(
                 instance_id=instance_id, key=key, version=found_version, digest=digest, files=files,
                 variables=variables, business_key=business_key, started_by=actor, start_message=start_message,
-                tenant=owner,
+                tenant=owner, feel=feel,
             )
         )  # fmt: skip
     except MessageStartOnly as names:

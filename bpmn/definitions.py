@@ -30,7 +30,7 @@ from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
-from bpmn import forms, human_tasks, messages, model_code
+from bpmn import feel, forms, human_tasks, messages, model_code
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
@@ -127,6 +127,31 @@ def quote_iso_timers(specs: list[Any]) -> None:
                     timer.expression = repr(text)
 
 
+def translate_feel(specs: list[Any]) -> None:
+    """Camunda 8 writes sequence flow conditions and timers in FEEL too (`=amount > 100`): translate
+    them for the restricted evaluator. What falls outside the supported subset is kept on the spec
+    (`feel_problems`), for the deploy check to report with the element and line."""
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            problems: list[str] = []
+            for condition, target in getattr(task_spec, "cond_task_specs", []):
+                source = (condition.args[0] or "").strip() if condition is not None else ""
+                if source.startswith("="):
+                    try:
+                        condition.args = [feel.to_python(source[1:])]
+                    except feel.FeelError as err:
+                        problems.append(f"the condition of the flow to '{target}': FEEL {source!r}: {err}")
+            for timer in timer_definitions(getattr(task_spec, "event_definition", None)):
+                source = (timer.expression or "").strip()
+                if source.startswith("="):
+                    try:
+                        timer.expression = feel.to_python(source[1:])
+                    except feel.FeelError as err:
+                        problems.append(f"timer: FEEL {source!r}: {err}")
+            if problems:
+                task_spec.feel_problems = problems
+
+
 def timer_definitions(definition: Any) -> list[TimerEventDefinition]:
     if isinstance(definition, TimerEventDefinition):
         return [definition]
@@ -201,6 +226,13 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
             message = _message_problem(root, element)
         if local == "timerEventDefinition" and parent is not None and etree.QName(parent).localname == "startEvent":
             message = "timer start events are not supported yet"
+        if (
+            local == "conditionalEventDefinition"
+            and parent is not None
+            and etree.QName(parent).localname == "startEvent"
+        ):
+            # nothing would ever evaluate it: an instance would wait at its start for good
+            message = "conditional start events are not supported: start the instance when the condition holds"
         if local == "process" and not (element.get("id") or "").strip():
             # the process id is the definition's key: without one the store failed with a 500
             message = "a process needs an id: it is the key the definition is deployed and started by"
@@ -299,6 +331,11 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
     file_name = spec.file or ""
     for task_spec in spec.task_specs.values():
         element_id = getattr(task_spec, "bpmn_id", None)
+        feel_problems = getattr(task_spec, "feel_problems", None)
+        if feel_problems:
+            line = _line_of(upload.roots.get(file_name), element_id)
+            errors.extend(ModelError(file_name, element_id, line, problem) for problem in feel_problems)
+            continue
         for label in ("prescript", "postscript"):
             _check_code(getattr(task_spec, label, None), "exec", label, task_spec, file_name, upload, errors)
         if isinstance(task_spec, ScriptTask):
@@ -511,8 +548,10 @@ def _loop_through(spec: Any, exit_: Callable[[Any], bool]) -> str | None:
     return None
 
 
-def _build_parser(upload: _Upload, errors: list[ModelError], validate_schema: bool) -> AIMatrixParser:
-    parser = AIMatrixParser(validate_schema=validate_schema)
+def _build_parser(
+    upload: _Upload, errors: list[ModelError], validate_schema: bool, *, feel: bool = True
+) -> AIMatrixParser:
+    parser = AIMatrixParser(validate_schema=validate_schema, feel=feel)
     for name, root in upload.roots.items():
         try:
             if name in upload.dmn_files:
@@ -656,12 +695,14 @@ def start_input(
     started_by: str | None = None,
     start_message: str | None = None,
     tenant: str | None = None,
+    feel: bool = True,
 ) -> ProcessInput:
-    """Everything a ProcessWorkflow needs, including the routes of the operators it calls.
+    """Everything a ProcessWorkflow needs, including the routes of the operators it calls. `feel`:
+    the definition's `=` expressions are FEEL (False for versions deployed before FEEL was read).
 
     Raises MessageStartOnly when started without a message but the process has no plain start event.
     """
-    process = load_process(files, key, digest)
+    process = load_process(files, key, digest, feel=feel)
     if start_message is None and not messages.has_plain_start(process):
         raise MessageStartOnly(messages.start_names(process))
     return ProcessInput(
@@ -676,7 +717,22 @@ def start_input(
         operators=registry.routes(operators_used(process)),
         start_message=start_message,
         tenant=tenant,
+        feel=feel,
     )
+
+
+def load_deployed(files: dict[str, str], process_id: str, digest: str) -> tuple[ProcessSpec, bool]:
+    """A deployed definition whose dialect is not at hand, and whether it was read as FEEL: as FEEL if
+    it is valid FEEL, else as Python (versions deployed before FEEL was read). For reading a model's
+    shape (the twin); instances start with the dialect stored with their definition."""
+    try:
+        process = load_process(files, process_id, digest)
+    except (ModelValidationError, ValidationException):
+        return load_process(files, process_id, digest, feel=False), False
+    specs = [process.spec, *process.subprocess_specs.values()]
+    if any(getattr(t, "feel_problems", None) for spec in specs for t in spec.task_specs.values()):
+        return load_process(files, process_id, digest, feel=False), False
+    return process, True
 
 
 class MessageStartOnly(ValueError):
@@ -698,6 +754,8 @@ def _specs_for(parser: AIMatrixParser, process_id: str, form_ids: dict[str, str]
     spec = parser.get_spec(process_id)
     subprocess_specs = parser.get_subprocess_specs(process_id)
     quote_iso_timers([spec, *subprocess_specs.values()])
+    if parser.feel:
+        translate_feel([spec, *subprocess_specs.values()])
     messages.annotate([spec, *subprocess_specs.values()], parser.correlation_keys)
     human_tasks.annotate([spec, *subprocess_specs.values()], parser.human, form_ids)
     return ProcessSpec(process_id, spec, subprocess_specs)
@@ -708,13 +766,14 @@ _cache_lock = Lock()
 _CACHE_SIZE = 256
 
 
-def load_process(files: dict[str, str], process_id: str, digest: str) -> ProcessSpec:
+def load_process(files: dict[str, str], process_id: str, digest: str, *, feel: bool = True) -> ProcessSpec:
     """Parse a deployed (already validated) definition, memoised by content hash.
 
     Deployed definitions are immutable, so the same hash always yields the same spec: sharing it
     between instances and workflow threads is safe, and workflows skip re-parsing on replay.
+    `feel=False` reads Camunda 8's `=` expressions as Python, as before FEEL (see `deployed_dialect`).
     """
-    key = f"{digest}:{process_id}"
+    key = f"{digest}:{process_id}:{'feel' if feel else 'python'}"
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None:
@@ -729,7 +788,7 @@ def load_process(files: dict[str, str], process_id: str, digest: str) -> Process
         upload.roots[name] = parse_xml(text.encode("utf-8"))
         if etree.QName(upload.roots[name]).namespace in _DMN_NAMESPACES:
             upload.dmn_files.append(name)
-    parser = _build_parser(upload, errors, validate_schema=False)
+    parser = _build_parser(upload, errors, validate_schema=False, feel=feel)
     if errors:
         raise ModelValidationError(errors)
     process = _specs_for(parser, process_id, upload.form_ids())

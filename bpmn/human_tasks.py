@@ -4,14 +4,15 @@ Read from the model as each modeller writes it:
 - Camunda 8 (Camunda Modeler): `zeebe:assignmentDefinition` (assignee, candidateGroups,
   candidateUsers), `zeebe:taskSchedule dueDate`, `zeebe:priorityDefinition priority`,
   `zeebe:formDefinition formId` (a `.form` file deployed beside the model); values starting with
-  `=` are expressions.
+  `=` are FEEL expressions (bpmn/feel.py).
 - Camunda 7: `camunda:assignee`, `camunda:candidateGroups`, `camunda:candidateUsers`,
   `camunda:dueDate`, `camunda:priority`, `camunda:formKey`; `${...}` / `#{...}` are expressions.
 - SpiffArena: `spiffworkflow:formJsonSchemaFilename` / `formUiSchemaFilename`, and properties.
 - Properties (`spiffworkflow:`, `zeebe:` or `camunda:properties`) for the rest:
   `aimatrix.assignee`, `aimatrix.candidateGroups`, `aimatrix.candidateUsers`, `aimatrix.priority`,
   `aimatrix.dueDate`, `aimatrix.form` and `aimatrix.separateFrom` (four-eyes: `starter` and/or ids
-  of earlier tasks whose completer may not complete this one).
+  of earlier tasks whose completer may not complete this one); `=` starts a Python expression here,
+  as in SpiffArena's scripts and conditions.
 - The lane a task sits in is its candidate group when nothing else names one.
 
 Escalation: a boundary timer on a user task with `aimatrix.escalate.assignee`,
@@ -32,6 +33,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lxml import etree
+
+from bpmn import feel
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
@@ -97,12 +100,17 @@ class ModelHumanSettings:
 
 
 def _value(name: str, raw: str | None, *, style: str) -> Setting | None:
-    """`style`: zeebe/aimatrix ('=expr'), camunda ('${expr}'), or literal."""
+    """`style`: zeebe ('=FEEL'), aimatrix ('=Python expression'), camunda ('${expr}'), or literal."""
     if raw is None:
         return None
     text = raw.strip()
-    if style in ("zeebe", "aimatrix") and text.startswith("="):
-        return Setting(name, expression=text[1:].strip())
+    if style == "zeebe" and text.startswith("="):
+        try:
+            return Setting(name, expression=feel.to_python(text[1:]))  # Camunda 8: FEEL
+        except feel.FeelError as err:
+            raise ValueError(f"{name}: FEEL {text!r}: {err}") from None
+    if style == "aimatrix" and text.startswith("="):
+        return Setting(name, expression=text[1:].strip())  # SpiffArena's way: Python, as its scripts
     if style == "camunda":
         match = _JUEL.match(text)
         if match:
@@ -122,7 +130,7 @@ def _properties(node: etree._Element) -> dict[str, str]:
     return found
 
 
-def read(root: etree._Element) -> ModelHumanSettings:
+def read(root: etree._Element, *, feel: bool = True) -> ModelHumanSettings:
     """The settings of every user task and escalation timer in a BPMN document. Raises
     SettingsError for a value that cannot be read."""
     model = ModelHumanSettings()
@@ -137,7 +145,7 @@ def read(root: etree._Element) -> ModelHumanSettings:
             element_id = node.get("id", "")
             model.lines[element_id] = node.sourceline or 0
             try:
-                model.tasks[element_id] = _task_settings(node, lanes.get(element_id))
+                model.tasks[element_id] = _task_settings(node, lanes.get(element_id), feel)
             except ValueError as err:
                 raise SettingsError(element_id, node.sourceline, str(err)) from None
     for node in root.iter(f"{{{BPMN_NS}}}boundaryEvent"):
@@ -160,7 +168,7 @@ def read(root: etree._Element) -> ModelHumanSettings:
     return model
 
 
-def _task_settings(node: etree._Element, lane: str | None) -> HumanTaskSettings:
+def _task_settings(node: etree._Element, lane: str | None, feel: bool) -> HumanTaskSettings:
     values: dict[str, Setting | None] = {}
     props = _properties(node)
     for key, prop in (("assignee", "assignee"), ("candidate_groups", "candidateGroups"),
@@ -183,7 +191,8 @@ def _task_settings(node: etree._Element, lane: str | None) -> HumanTaskSettings:
     for key, (tag, attribute) in zeebe.items():
         found = node.xpath(f"./bpmn:extensionElements/zeebe:{tag}/@{attribute}", namespaces=_NS)
         if found:
-            values[key] = _value(f"zeebe:{tag} {attribute}", str(found[0]), style="zeebe")
+            # before FEEL was read, `=` started a Python expression (instances of then replay so)
+            values[key] = _value(f"zeebe:{tag} {attribute}", str(found[0]), style="zeebe" if feel else "aimatrix")
     if values["candidate_groups"] is None and lane:
         values["candidate_groups"] = Setting(f"lane '{lane}'", literal=lane)
 

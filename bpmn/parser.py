@@ -16,7 +16,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import ScriptTaskParser, ServiceTaskParser
 
-from bpmn import activity_options, determinism, human_tasks
+from bpmn import activity_options, determinism, feel, human_tasks
 from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
 
 determinism.install()
@@ -29,9 +29,21 @@ def _literal(value: str) -> str:
     return repr(value)
 
 
-def _zeebe_expression(source: str) -> str:
-    # Zeebe marks expressions with a leading '='; anything else is a literal string.
-    return source[1:].strip() if source.startswith("=") else _literal(source)
+def zeebe_expression(
+    source: str, what: str, node: etree._Element, filename: str | None, *, use_feel: bool = True
+) -> str:
+    """Zeebe marks expressions with a leading '=': FEEL, translated to the restricted evaluator's
+    Python (bpmn/feel.py); anything else is a literal string. A FEEL expression outside the
+    supported subset is refused here, naming `what` and the element. `use_feel=False`: the text
+    after '=' is Python, as it was before FEEL (instances started then replay with it)."""
+    if not source.startswith("="):
+        return _literal(source)
+    if not use_feel:
+        return source[1:].strip()
+    try:
+        return feel.to_python(source[1:])
+    except feel.FeelError as err:
+        raise ValidationException(f"{what}: FEEL {source!r}: {err}", node=node, file_name=filename) from None
 
 
 class AnyServiceTaskParser(ServiceTaskParser):
@@ -63,6 +75,10 @@ class AnyServiceTaskParser(ServiceTaskParser):
             **self.bpmn_attributes,
         )
 
+    @property
+    def _feel(self) -> bool:
+        return bool(getattr(self.process_parser.parser, "feel", True))
+
     def _activity_options(self, values: dict[str, str]) -> tuple[dict[str, float | None], int | None]:
         try:
             return activity_options.parse({str(k): str(v) for k, v in values.items()})
@@ -80,14 +96,16 @@ class AnyServiceTaskParser(ServiceTaskParser):
                 params[key] = {"value": _literal(value), "type": "str"}
         options, header_retries = self._activity_options(settings)
         for mapping in self.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/zeebe:input", namespaces=_ZEEBE):
-            params[mapping.get("target", "")] = {
-                "value": _zeebe_expression(mapping.get("source", "")),
-                "type": "any",
-            }
+            target = mapping.get("target", "")
+            source = zeebe_expression(
+                mapping.get("source", ""), f"input '{target}'", self.node, self.filename, use_feel=self._feel
+            )
+            params[target] = {"value": source, "type": "any"}
         outputs = [
-            (_zeebe_expression(m.get("source", "")), m.get("target", ""))
+            (zeebe_expression(m.get("source", ""), f"output '{m.get('target', '')}'", self.node, self.filename,
+                              use_feel=self._feel), m.get("target", ""))
             for m in self.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/zeebe:output", namespaces=_ZEEBE)
-        ]
+        ]  # fmt: skip
         retries = definition.get("retries")
         return ExternalServiceTask(
             self.spec,
@@ -110,8 +128,11 @@ class AIMatrixParser(SpiffBpmnParser):
         full_tag("scriptTask"): (ScriptTaskParser, SandboxedScriptTask),
     }
 
-    def __init__(self, validate_schema: bool = True) -> None:
+    def __init__(self, validate_schema: bool = True, *, feel: bool = True) -> None:
         super().__init__(validator=VALIDATOR if validate_schema else None)
+        # Camunda 8's `=` expressions are FEEL; False for instances started before FEEL was read
+        # (their `=` expressions were Python), so that they replay as they ran.
+        self.feel = feel
         # message name → correlation key expression, from `zeebe:subscription` on `bpmn:message`
         self.correlation_keys: dict[str, str] = {}
         # user task assignment, forms and escalation timers, by element id (bpmn/human_tasks.py)
@@ -120,14 +141,16 @@ class AIMatrixParser(SpiffBpmnParser):
     def add_bpmn_xml(self, bpmn: etree._Element, filename: str | None = None) -> None:
         """Raises human_tasks.SettingsError for a user task setting that cannot be read."""
         super().add_bpmn_xml(bpmn, filename)
-        found = human_tasks.read(bpmn)
+        found = human_tasks.read(bpmn, feel=self.feel)
         self.human.tasks.update(found.tasks)
         self.human.escalations.update(found.escalations)
         self.human.lines.update(found.lines)
         for message in bpmn.xpath("//bpmn:message[@name]", namespaces=_ZEEBE):
             found = message.xpath("./bpmn:extensionElements/zeebe:subscription/@correlationKey", namespaces=_ZEEBE)
             if found and str(found[0]).strip():
-                self.correlation_keys[message.get("name")] = _zeebe_expression(str(found[0]).strip())
+                self.correlation_keys[message.get("name")] = zeebe_expression(
+                    str(found[0]).strip(), "correlation key", message, filename, use_feel=self.feel
+                )
 
 
 @dataclass(frozen=True)

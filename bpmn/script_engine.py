@@ -13,6 +13,7 @@ from typing import Any
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 
 from bpmn import bounded
+from bpmn.feel_runtime import FEEL_FUNCTIONS
 from bpmn.restricted import (
     SAFE_BUILTINS,
     SAFE_FUNCTIONS,
@@ -42,6 +43,9 @@ class RestrictedEnvironment(TaskDataEnvironment):
         scope = _fresh_globals(external_context)
         scope.update(context)
         scope["__builtins__"] = SAFE_BUILTINS  # process data must never replace the builtins
+        # Camunda 8's FEEL expressions arrive translated into calls of these (bpmn/feel.py); after the
+        # data, so a variable cannot stand in for one.
+        scope.update(FEEL_FUNCTIONS)
         with bounded.step_budget(SCRIPT_FILENAME):
             return eval(code, scope)
 

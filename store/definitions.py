@@ -23,6 +23,9 @@ class StoredDefinition:
     deployed_at: datetime
     created: bool  # False when the same content was already deployed
     tenant: str | None = None
+    # its Camunda 8 `=` expressions are FEEL; False for versions deployed before FEEL was read,
+    # whose `=` expressions were checked, and keep running, as Python
+    feel: bool = True
 
 
 class KeyTaken(Exception):
@@ -54,7 +57,7 @@ def deploy(
         ).first()
         if latest is not None and latest.tenant != tenant:
             raise KeyTaken(key)
-        if latest is not None and latest.hash == digest:
+        if latest is not None and latest.hash == digest and latest.feel:
             return _stored(latest, created=False)
         definition = Definition(
             key=key,
@@ -65,6 +68,7 @@ def deploy(
             deployed_at=datetime.now(UTC),
             deployed_by=deployed_by,
             tenant=tenant,
+            feel=True,
         )
         try:
             with session.begin_nested():
@@ -84,7 +88,7 @@ def deploy(
 
 def _stored(row: Definition, *, created: bool) -> StoredDefinition:
     return StoredDefinition(
-        row.key, row.version, row.hash, row.name, row.main_file, row.deployed_at, created, row.tenant
+        row.key, row.version, row.hash, row.name, row.main_file, row.deployed_at, created, row.tenant, row.feel
     )
 
 

@@ -28,6 +28,8 @@ class Definition(Base):
     deployed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deployed_by: Mapped[str | None] = mapped_column(String(255))
     tenant: Mapped[str | None] = mapped_column(String(255), index=True)
+    # Camunda 8 `=` expressions are FEEL; rows from before FEEL was read have False (Python)
+    feel: Mapped[bool] = mapped_column(Boolean, default=True, server_default=false())
 
 
 class DefinitionFile(Base):

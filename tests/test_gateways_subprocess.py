@@ -41,11 +41,13 @@ async def test_parallel_branches_join_after_service_user_and_subprocess(
 async def test_an_output_mapping_that_does_not_fit_fails_the_instance_clearly(api: httpx.AsyncClient) -> None:
     xml = (DATA / "gateways.bpmn").read_text()
     xml = xml.replace('id="fan_out" name="Fan out"', 'id="fan_out_bad_mapping" name="Fan out, bad mapping"')
-    xml = xml.replace("=json[&quot;echo&quot;][&quot;n&quot;]", "=json[&quot;missing&quot;]")
+    # FEEL gives null for a missing entry (`json.missing`), but a name the result does not have is an error
+    assert "=json.echo.n" in xml
+    xml = xml.replace("=json.echo.n", "=missing.n")
     response = await api.post("/deployments", files=[("files", ("bad_mapping.bpmn", xml.encode(), "application/xml"))])
     assert response.status_code == 201, response.text
     with http_server() as (url, _):
         instance = await start(api, "fan_out_bad_mapping", {"n": 1, "base": url})
         final = await wait_for(api, instance, "failed")
     assert "call_a" in final["error"]
-    assert "KeyError" in final["error"]
+    assert "NameError" in final["error"] and "missing" in final["error"]

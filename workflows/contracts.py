@@ -104,6 +104,9 @@ class ProcessInput:
     # the message start event that starts it; its variables are `variables`
     start_message: str | None = None
     tenant: str | None = None
+    # Camunda 8's `=` expressions are FEEL (bpmn/feel.py); False in the inputs of instances started
+    # before FEEL was read, whose `=` expressions were Python: they replay as they ran
+    feel: bool = False
 
 
 @dataclass

@@ -83,7 +83,7 @@ class _Failure(Exception):
 class ProcessEngine:
     def __init__(self, inp: ProcessInput) -> None:
         self._input = inp
-        process = load_process(inp.files, inp.definition_key, inp.definition_hash)
+        process = load_process(inp.files, inp.definition_key, inp.definition_hash, feel=inp.feel)
         self._bw = runtime.new_workflow(process, inp.variables)
         self._status = "running"
         self._error: str | None = None

@@ -1,6 +1,6 @@
 """A deployed BPMN definition as a simulation graph: nodes, the resources they need, and branches.
 
-The graph is read from SpiffWorkflow's parse of the definition (`bpmn.definitions.load_process`),
+The graph is read from SpiffWorkflow's parse of the definition (`bpmn.definitions.load_deployed`),
 the same parse the engine runs, so element ids and element types (Spiff's spec class names) are the
 ones the audit history records, and calibration can match the two. Spiff adds nodes of its own
 (`Start`, `<process>.EndJoin`, `<task>.BoundaryEventSplit` …) that have no BPMN id; they are
@@ -36,7 +36,7 @@ from typing import Any
 from lxml import etree
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
-from bpmn.definitions import BPMN_NS, content_hash, load_process, timer_definitions
+from bpmn.definitions import BPMN_NS, content_hash, load_deployed, timer_definitions
 from bpmn.parser import ProcessSpec
 from bpmn.xml import parse_xml
 from workers.twin.distributions import Distribution
@@ -161,7 +161,7 @@ class ProcessModel:
 
 def build_model(files: dict[str, str], process_id: str) -> ProcessModel:
     """The graph of a deployed definition (file name → XML text, as the store keeps it)."""
-    process = load_process(files, process_id, content_hash(files))
+    process, _ = load_deployed(files, process_id, content_hash(files))
     groups: dict[str, str] = {}
     for text in files.values():
         groups.update(_candidate_groups(parse_xml(text.encode("utf-8"))))

@@ -188,3 +188,21 @@ async def test_a_versions_files_can_be_listed_and_read(api: httpx.AsyncClient) -
     missing = await api.get(f"{base}/other.json")
     assert missing.status_code == 404 and "other.json" in missing.json()["detail"]
     assert (await api.get("/definitions/inbox_review/versions/999999/files")).status_code == 404
+
+
+async def test_a_conditional_start_event_is_refused(api: httpx.AsyncClient) -> None:
+    xml = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:process id="conditional_start" isExecutable="true">
+    <bpmn:startEvent id="when_ready"><bpmn:outgoing>f</bpmn:outgoing>
+      <bpmn:conditionalEventDefinition><bpmn:condition>ready</bpmn:condition></bpmn:conditionalEventDefinition>
+    </bpmn:startEvent>
+    <bpmn:sequenceFlow id="f" sourceRef="when_ready" targetRef="end" />
+    <bpmn:endEvent id="end"><bpmn:incoming>f</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+</bpmn:definitions>"""
+    response = await deploy_text(api, "conditional_start.bpmn", xml)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["element_id"] == "when_ready" and error["line"] == 5
+    assert "conditional start events are not supported" in error["message"]

@@ -261,17 +261,17 @@ async def test_four_eyes(people: dict[str, Person]) -> None:
     [
         ('value="starter, submit"', "aimatrix.separateFrom names 'nobody'"),
         ("review_form.json</", "form 'missing.json' is not in the deployment"),
-        ('priority="=70 if amount &gt; 1000 else 40"', "must be a whole number from 0 to 100"),
+        ('priority="=if amount &gt; 1000 then 70 else 40"', "must be a whole number from 0 to 100"),
         ('name="aimatrix.escalate.priority" value="90"', "unknown escalation setting"),
         ('dueDate="P1D"', "ISO 8601 date-time or duration"),
-        ('assignee="=requester"', "not allowed in model code"),
+        ('assignee="=requester"', "FEEL"),
     ],
 )
 async def test_bad_settings_are_refused_at_deploy(api: httpx.AsyncClient, change: str, message: str) -> None:
     replacement = {
         'value="starter, submit"': 'value="starter, nobody"',
         "review_form.json</": "missing.json</",
-        'priority="=70 if amount &gt; 1000 else 40"': 'priority="101"',
+        'priority="=if amount &gt; 1000 then 70 else 40"': 'priority="101"',
         'name="aimatrix.escalate.priority" value="90"': 'name="aimatrix.escalate.colour" value="red"',
         'dueDate="P1D"': 'dueDate="next tuesday"',
         'assignee="=requester"': "assignee=\"=__import__('os')\"",
