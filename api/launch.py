@@ -91,9 +91,8 @@ async def launch(
             )
         )  # fmt: skip
     except MessageStartOnly as names:
-        raise HTTPException(
-            409, detail=f"definition '{key}' starts only on a message ({names}): publish it with POST /messages"
-        ) from None
+        how = f"on a message ({names}): publish it with POST /messages" if str(names) else "by its timer start event"
+        raise HTTPException(409, detail=f"definition '{key}' starts only {how}") from None
     except UnknownOperatorError as err:
         # deployed while a pool existed that this API process does not know (configuration drift)
         raise HTTPException(409, detail=f"definition '{key}' cannot start here: {err}") from None

@@ -35,6 +35,7 @@ from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
 from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
+from bpmn.timer_starts import firing, timer_starts
 from bpmn.xml import XmlError, XmlLimits, parse_xml
 from workflows.contracts import SCRIPT_ACTIVITY, ProcessInput
 
@@ -224,8 +225,13 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         parent = element.getparent()
         if local in ("messageEventDefinition", "receiveTask"):
             message = _message_problem(root, element)
-        if local == "timerEventDefinition" and parent is not None and etree.QName(parent).localname == "startEvent":
-            message = "timer start events are not supported yet"
+        if (
+            local == "timerEventDefinition"
+            and parent is not None
+            and etree.QName(parent).localname == "startEvent"
+            and etree.QName(parent.getparent()).localname != "process"
+        ):
+            message = "timer start events of subprocesses are not supported yet"
         if (
             local == "conditionalEventDefinition"
             and parent is not None
@@ -605,6 +611,7 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
             _check_spec(spec, upload, errors)
             _check_layout(process, spec, upload, errors)
         form_files = _check_human_tasks(process, upload, errors)
+        _check_timer_starts(process, upload, file_name, errors)
         needed = [
             file_name,
             *sorted({s.file for s in process.subprocess_specs.values() if s.file} - {file_name}),
@@ -622,6 +629,29 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
     if errors:
         raise ModelValidationError(errors)
     return definitions
+
+
+def _check_timer_starts(process: ProcessSpec, upload: _Upload, file_name: str, errors: list[ModelError]) -> None:
+    """A timer start event becomes a Temporal Schedule: one per process, with a literal value."""
+    starts = timer_starts(process)
+    root = upload.roots.get(file_name)
+    reported = {e.element_id for e in errors}  # an invalid ISO value is reported by the timer checks
+    for index, start in enumerate(starts):
+        if start.element_id in reported:
+            continue
+        problem = None
+        if index > 0:
+            problem = f"a process has one timer start event at most; '{starts[0].element_id}' is the first"
+        elif not _ISO_LITERAL.match(start.value):
+            problem = (f"a timer start event needs an ISO 8601 literal (a date-time, a duration or R[n]/interval): "
+                       f"no process data exists before the instance, got {_short(start.value)}")  # fmt: skip
+        else:
+            try:
+                firing(start, datetime.now(UTC))
+            except (ValueError, TypeError, OverflowError) as err:
+                problem = f"invalid timer value {_short(start.value)}: {err}"
+        if problem:
+            errors.append(ModelError(file_name, start.element_id, _line_of(root, start.element_id), problem))
 
 
 def _check_human_tasks(process: ProcessSpec, upload: _Upload, errors: list[ModelError]) -> list[str]:
@@ -696,6 +726,7 @@ def start_input(
     start_message: str | None = None,
     tenant: str | None = None,
     feel: bool = True,
+    start_timer: str | None = None,
 ) -> ProcessInput:
     """Everything a ProcessWorkflow needs, including the routes of the operators it calls. `feel`:
     the definition's `=` expressions are FEEL (False for versions deployed before FEEL was read).
@@ -703,7 +734,7 @@ def start_input(
     Raises MessageStartOnly when started without a message but the process has no plain start event.
     """
     process = load_process(files, key, digest, feel=feel)
-    if start_message is None and not messages.has_plain_start(process):
+    if start_message is None and start_timer is None and not messages.has_plain_start(process):
         raise MessageStartOnly(messages.start_names(process))
     return ProcessInput(
         instance_id=instance_id,
@@ -718,6 +749,7 @@ def start_input(
         start_message=start_message,
         tenant=tenant,
         feel=feel,
+        start_timer=start_timer,
     )
 
 

@@ -12,12 +12,14 @@ here the engine picks the one task a message is for and fires it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import NoneEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -129,7 +131,21 @@ def has_plain_start(process: ProcessSpec) -> bool:
 
 
 def start_by_message(workflow: BpmnWorkflow, name: str) -> bool:
-    """Fire the message start event `name` and withdraw the other start events. False if none.
+    """Fire the message start event `name` and withdraw the other start events. False if none."""
+    return start_by(
+        workflow,
+        lambda spec: isinstance(spec.event_definition, MessageEventDefinition) and spec.event_definition.name == name,
+    )
+
+
+def start_by_element(workflow: BpmnWorkflow, element_id: str) -> bool:
+    """Fire the start event `element_id` (a timer start event whose Temporal Schedule fired) and
+    withdraw the other start events. False if the process has no such start event."""
+    return start_by(workflow, lambda spec: spec.bpmn_id == element_id)
+
+
+def start_by(workflow: BpmnWorkflow, chosen: Callable[[Any], bool]) -> bool:
+    """Fire the start event whose spec is `chosen` and withdraw the others. False if none is.
 
     Spiff fires a none start event as soon as it is ready, so this runs before the first engine
     pass: it advances only to where the start events exist, then picks one.
@@ -144,20 +160,19 @@ def start_by_message(workflow: BpmnWorkflow, name: str) -> bool:
         ready[0].run()
     else:
         return False
-    target = next(
-        (
-            t
-            for t in starts
-            if isinstance(t.task_spec.event_definition, MessageEventDefinition)
-            and t.task_spec.event_definition.name == name
-        ),
-        None,
-    )
+    target = next((t for t in starts if chosen(t.task_spec)), None)
     if target is None:
         return False
     for other in starts:
         if other is not target:
             other.cancel()
+    if isinstance(target.task_spec.event_definition, CycleTimerEventDefinition):
+        # A cycle timer adds its outgoing path once per cycle (its `update_task`) and leaves by no
+        # path of its own: the schedule that fired it does the cycling, so add the path this once.
+        for output in target.task_spec.outputs:
+            child = target._add_child(output, TaskState.FUTURE)
+            child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)
+            child.task_spec._update(child)
     target._set_internal_data(event_fired=True)
     target.task_spec._update(target)
     return True

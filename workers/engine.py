@@ -12,11 +12,13 @@ from temporalio.worker import Replayer, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.projection import ProjectionActivities
+from activities.scheduled_start import ScheduledStarts
 from aimatrix.settings import get_settings
 from aimatrix.temporal import connect
 from store.db import make_engine, make_session_factory, migrate
 from workflows.contracts import ENGINE_TASK_QUEUE
 from workflows.process import ProcessWorkflow
+from workflows.timer_start import TimerStartWorkflow
 
 # SpiffWorkflow (and our adapter around it) must be imported once, outside the sandbox: inside it
 # every Task() trips on uuid4 and re-importing it per run costs tens of ms. Determinism is kept
@@ -55,11 +57,13 @@ def build_worker(
     client: Client, session_factory: sessionmaker[Session], *, task_queue: str = ENGINE_TASK_QUEUE
 ) -> Worker:
     projection = ProjectionActivities(session_factory)
+    # the engine queue's name, so the instances a timer start event's schedule starts run here too
+    starts = ScheduledStarts(client, session_factory, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ProcessWorkflow],
-        activities=[projection.sync_tasks, projection.write_audit],
+        workflows=[ProcessWorkflow, TimerStartWorkflow],
+        activities=[projection.sync_tasks, projection.write_audit, starts.start_scheduled],
         workflow_runner=workflow_runner(),
     )
 

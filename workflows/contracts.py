@@ -37,6 +37,10 @@ EDGE_OPERATIONS = GPU_OPERATIONS  # the same operations, on an int8 model near t
 # calls it as an operator, and the API through SIMULATION_WORKFLOW, both on the twin pool.
 TWIN_SIMULATE_ACTIVITY = "twin.simulate"
 SIMULATION_WORKFLOW = "TwinSimulationWorkflow"
+# Timer start events: a Temporal Schedule per definition key starts TIMER_START_WORKFLOW, whose one
+# activity starts (and indexes) an instance of the key's latest version, as POST /instances would.
+TIMER_START_WORKFLOW = "TimerStartWorkflow"
+START_SCHEDULED_ACTIVITY = "engine.start_scheduled"
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
@@ -104,9 +108,28 @@ class ProcessInput:
     # the message start event that starts it; its variables are `variables`
     start_message: str | None = None
     tenant: str | None = None
+    # the timer start event whose schedule started it (element id): fired at once, the others withdrawn
+    start_timer: str | None = None
     # Camunda 8's `=` expressions are FEEL (bpmn/feel.py); False in the inputs of instances started
     # before FEEL was read, whose `=` expressions were Python: they replay as they ran
     feel: bool = False
+
+
+@dataclass
+class TimerStartInput:
+    """What a definition's schedule passes to each run of TIMER_START_WORKFLOW."""
+
+    definition_key: str
+    element_id: str  # the timer start event
+    tenant: str | None = None
+
+
+@dataclass
+class ScheduledStart:
+    definition_key: str
+    element_id: str
+    tenant: str | None
+    fired_id: str  # the schedule's workflow id for this firing: the instance id derives from it
 
 
 @dataclass

@@ -121,6 +121,10 @@ class ProcessEngine:
         try:
             if self._input.start_message is not None:
                 self._start_by_message(self._input.start_message)
+            elif self._input.start_timer is not None:
+                if not messages.start_by_element(self._bw, self._input.start_timer):
+                    raise _Failure(f"the process has no timer start event '{self._input.start_timer}'")
+                self._record("timer.fired", element_id=self._input.start_timer, actor=self._input.started_by)
             while True:
                 self._advance()
                 await self._publish_tasks()

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
+import anyio.from_thread
 from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
 
+from api import timer_schedules
 from api.deps import ModelerUser, SessionDep, StateDep
 from api.errors import ModelErrorsBody, responses
 from api.schemas import DefinitionPublic, DeploymentPublic
-from bpmn.definitions import ModelValidationError, validate_upload
+from bpmn.definitions import ModelValidationError, load_process, validate_upload
+from bpmn.timer_starts import timer_starts
 from bpmn.xml import XmlLimits
 from store import audit, definitions
 
@@ -75,6 +79,18 @@ def deploy(
         message = f"process id '{taken}' is already used by another tenant: give the process another id"
         raise HTTPException(409, detail=[_error(main_file, message)]) from None
     created = [d for d in stored if d.created]
+    # Timer start events: each new version's Schedule follows it. Before the commit, so that a
+    # Temporal that does not answer fails the deploy (503, nothing stored) rather than half of it.
+    by_key = {d.key: d for d in deployable}
+    for version in created:
+        deployed = by_key[version.key]
+        starts = timer_starts(load_process(deployed.files, deployed.key, deployed.hash))
+        anyio.from_thread.run(
+            partial(
+                timer_schedules.sync, state.temporal, key=version.key, tenant=version.tenant, starts=starts,
+                deployed_at=version.deployed_at, task_queue=state.settings.engine_task_queue,
+            )
+        )  # fmt: skip
     audit.append(
         session,
         records=[
