@@ -44,8 +44,10 @@ class RestrictedEnvironment(TaskDataEnvironment):
         scope.update(context)
         scope["__builtins__"] = SAFE_BUILTINS  # process data must never replace the builtins
         # Camunda 8's FEEL expressions arrive translated into calls of these (bpmn/feel.py); after the
-        # data, so a variable cannot stand in for one.
-        scope.update(FEEL_FUNCTIONS)
+        # data, so a variable cannot stand in for one. Only for them: the 71 entries cost other
+        # expressions ~1.5 us each (a third of a simple condition's evaluation).
+        if "feel_" in expression:
+            scope.update(FEEL_FUNCTIONS)
         with bounded.step_budget(SCRIPT_FILENAME):
             return eval(code, scope)
 
