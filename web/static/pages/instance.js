@@ -7,6 +7,7 @@ import { every, formatTime, h, notice, pretty, replace, shortId, statusBadge, to
 import { can } from "../session.js";
 
 const POLL_MS = 2000;
+const MAX_EXTRA_POLLS = 30; // after the end, at most a minute more for its last audit entries
 
 export async function render(view, { params: [id], user, stillHere }) {
   const path = `/instances/${encodeURIComponent(id)}`;
@@ -34,6 +35,7 @@ export async function render(view, { params: [id], user, stillHere }) {
   );
 
   let viewer = null;
+  let lastHistory = null;
   let names = {};
   const drawn = {};
   const draw = (box, key, value, paint) => {
@@ -59,6 +61,7 @@ export async function render(view, { params: [id], user, stillHere }) {
       can.readHistory(user) ? api("GET", `${path}/history`).catch((err) => err) : Promise.resolve(null),
     ]);
     if (!stillHere()) return;
+    lastHistory = history;
     draw(tasks, "tasks", taskRows instanceof Error ? { error: taskRows.text } : taskRows, drawTasks);
     draw(timeline, "timeline", history instanceof Error ? { error: history.text } : history, (box, value) => drawTimeline(box, value, names));
   }
@@ -75,12 +78,19 @@ export async function render(view, { params: [id], user, stillHere }) {
   } catch (err) {
     replace(canvas, notice("error", `The model cannot be read: ${err.text || err.message}`));
   }
+  // Done refreshing once the instance has ended and its history holds its last entry: the engine's
+  // final entries reach the audit log a moment after Temporal reports the end (the API's status
+  // projector writes them), so the end alone would leave the timeline short of them.
+  const ENDED = new Set(["instance.completed", "instance.failed", "instance.cancelled"]);
+  const settled = () =>
+    instance.status !== "running" &&
+    (!Array.isArray(lastHistory) || lastHistory.some((row) => ENDED.has(row.action)) || ++extraPolls > MAX_EXTRA_POLLS);
+  let extraPolls = 0;
   await refresh();
-  if (instance.status !== "running") return;
+  if (settled()) return;
   const stop = every(POLL_MS, async () => {
     await refresh();
-    // One last refresh after the end shows the final state; then nothing changes any more.
-    if (instance.status !== "running") stop();
+    if (settled()) stop();
   });
   return stop;
 }
