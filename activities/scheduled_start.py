@@ -18,9 +18,10 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from activities.started_instances import index_started
 from bpmn.definitions import load_process, start_input
 from bpmn.timer_starts import timer_starts
-from store import audit, definitions, instances
+from store import definitions
 from workflows.contracts import PROCESS_WORKFLOW, START_SCHEDULED_ACTIVITY, ProcessInput, ScheduledStart
 
 _TIMER_STARTS = uuid.UUID("0b7c3f1e-58a4-4c1b-9d2e-7a6f5e4d3c2b")
@@ -49,7 +50,10 @@ class ScheduledStarts:
                 task_queue=self._engine_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
-        await asyncio.to_thread(self._index, started, requested_at)
+        await asyncio.to_thread(
+            index_started, self._session_factory, started, requested_at=requested_at, actor=TIMER_ACTOR,
+            data={"timer": started.start_timer},
+        )  # fmt: skip
         return instance_id
 
     def _input(self, inp: ScheduledStart, instance_id: str) -> ProcessInput | None:
@@ -66,18 +70,3 @@ class ScheduledStarts:
             started_by=TIMER_ACTOR, start_timer=inp.element_id, tenant=found.tenant, feel=found.feel,
         )  # fmt: skip
         return started
-
-    def _index(self, started: ProcessInput, requested_at: datetime) -> None:
-        with self._session_factory.begin() as session:
-            if instances.get(session, instance_id=started.instance_id) is not None:
-                return
-            instances.record_start(
-                session, instance_id=started.instance_id, key=started.definition_key, version=started.version,
-                business_key=None, started_by=TIMER_ACTOR, tenant=started.tenant,
-            )  # fmt: skip
-            audit.append(session, records=[audit.api_operation(
-                "instance.start_requested", actor=TIMER_ACTOR, instance_id=started.instance_id,
-                definition_key=started.definition_key,
-                data={"version": started.version, "timer": started.start_timer}, at=requested_at,
-                tenant=started.tenant,
-            )])  # fmt: skip

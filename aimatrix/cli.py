@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     message.add_argument("--key", help="the correlation key")
     message.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     message.add_argument("--vars", metavar="JSON")
+    signal = commands.add_parser("signal", help="broadcast a BPMN signal to every waiting instance and signal start")
+    signal.add_argument("name")
+    signal.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    signal.add_argument("--vars", metavar="JSON")
     twin = commands.add_parser("twin", help="the digital twin").add_subparsers(dest="twin_command", required=True)
     simulate = twin.add_parser("simulate", help="simulate a deployed definition (what-if, Monte Carlo)")
     simulate.add_argument("key")
@@ -184,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "message":
             published = {"name": args.name, "correlation_key": args.key, "variables": _variables(args.var, args.vars)}
             _show(client.post("/messages", json=published))
+        elif args.command == "signal":
+            _show(client.post("/signals", json={"name": args.name, "variables": _variables(args.var, args.vars)}))
         elif args.command == "twin":
             from aimatrix import twin_cli
 

@@ -90,8 +90,7 @@ async def launch(
                 tenant=owner, feel=feel,
             )
         )  # fmt: skip
-    except MessageStartOnly as names:
-        how = f"on a message ({names}): publish it with POST /messages" if str(names) else "by its timer start event"
+    except MessageStartOnly as how:
         raise HTTPException(409, detail=f"definition '{key}' starts only {how}") from None
     except UnknownOperatorError as err:
         # deployed while a pool existed that this API process does not know (configuration drift)

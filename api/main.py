@@ -22,7 +22,19 @@ from api.console import mount_console
 from api.errors import SECURED
 from api.routes import api_keys as api_keys_routes
 from api.routes import audit as audit_routes
-from api.routes import definitions, deployments, health, incidents, instances, me, messages, models, tasks, twin
+from api.routes import (
+    definitions,
+    deployments,
+    health,
+    incidents,
+    instances,
+    me,
+    messages,
+    models,
+    signals,
+    tasks,
+    twin,
+)
 from api.state import AppState
 from api.status_projector import StatusProjector
 from store import api_keys
@@ -85,6 +97,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         definitions,
         instances,
         messages,
+        signals,
         incidents,
         tasks,
         api_keys_routes,

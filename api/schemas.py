@@ -190,6 +190,26 @@ class MessageStarted(BaseModel):
     version: int
 
 
+class SignalBroadcastRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=255, description="the `name` of the BPMN signal")
+    variables: Variables = Field(
+        default_factory=dict,
+        description="the signal's variables: merged into each catching instance (or stored in the signal's "
+        "`spiffworkflow:variableName`), and the start variables of each instance it starts",
+    )
+
+
+class SignalDeliveredTo(BaseModel):
+    instance_id: str
+    element_ids: list[str] = Field(description="every element of the instance that caught it")
+
+
+class SignalReceipt(BaseModel):
+    name: str
+    delivered: list[SignalDeliveredTo] = Field(description="waiting instances that caught it")
+    started: list[MessageStarted] = Field(description="instances started by a signal start event")
+
+
 class MessageReceipt(BaseModel):
     name: str
     correlation_key: str | None

@@ -26,14 +26,16 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
-from bpmn import feel, forms, human_tasks, messages, model_code
+from bpmn import feel, forms, human_tasks, messages, model_code, signals
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
+from bpmn.signals import PlatformSignalEventDefinition
 from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
 from bpmn.timer_starts import firing, timer_starts
 from bpmn.xml import XmlError, XmlLimits, parse_xml
@@ -55,7 +57,6 @@ _UNSUPPORTED = {
     "compensateEventDefinition": "compensation events are not supported",
     "complexGateway": "complex gateways are not supported",
     "adHocSubProcess": "ad-hoc subprocesses are not supported",
-    "signalEventDefinition": "signal events are not supported yet",
     "sendTask": "send tasks are not supported yet",
 }
 
@@ -93,6 +94,7 @@ class DeployableDefinition:
     files: dict[str, str]  # file name → XML text, the main file first
     hash: str
     message_starts: tuple[str, ...] = ()  # names of the messages that start it
+    signal_starts: tuple[str, ...] = ()  # names of the signals that start it
 
 
 @dataclass
@@ -225,6 +227,8 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         parent = element.getparent()
         if local in ("messageEventDefinition", "receiveTask"):
             message = _message_problem(root, element)
+        if local == "signalEventDefinition":
+            message = _signal_problem(root, element)
         if (
             local == "timerEventDefinition"
             and parent is not None
@@ -273,6 +277,21 @@ def _message_problem(root: etree._Element, element: etree._Element) -> str | Non
             "correlation properties are not supported: give the bpmn:message a zeebe:subscription "
             "correlationKey expression, or correlate by business key"
         )
+    return None
+
+
+def _signal_problem(root: etree._Element, element: etree._Element) -> str | None:
+    """Why a signal element cannot run here, or None."""
+    owner = element.getparent()
+    if owner is None or etree.QName(owner).localname not in (*_MESSAGE_CATCHERS, "intermediateThrowEvent", "endEvent"):
+        return "a signal event definition belongs to a start, intermediate, boundary or end event"
+    if etree.QName(owner).localname == "startEvent" and etree.QName(owner.getparent()).localname != "process":
+        # SpiffWorkflow starts such an event subprocess but never interrupts the flow it should interrupt
+        return "signal start events of (event) subprocesses are not supported yet"
+    ref = element.get("signalRef")
+    found = root.xpath("//bpmn:signal[@id=$id]", namespaces={"bpmn": BPMN_NS}, id=ref or "")
+    if not ref or not found or not (found[0].get("name") or "").strip():
+        return "a signal event needs a signalRef to a bpmn:signal that has a name: the name is what it broadcasts"
     return None
 
 
@@ -371,6 +390,9 @@ def _check_spec(spec: Any, upload: _Upload, errors: list[ModelError]) -> None:
             _check_timer(timer, owner, file_name, upload, errors)
         key = getattr(getattr(task_spec, "event_definition", None), "correlation_key_expression", None)
         _check_code(key, "eval", "correlation key", task_spec, file_name, upload, errors)
+        definition = getattr(task_spec, "event_definition", None)
+        if isinstance(definition, PlatformSignalEventDefinition) and isinstance(task_spec, ThrowingEvent):
+            _check_code(definition.expression, "eval", "signal payload", task_spec, file_name, upload, errors)
 
 
 _SITE_SETTINGS = {
@@ -623,7 +645,12 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
         name = parser.process_parsers[process_id].get_name() or process_id
         definitions.append(
             DeployableDefinition(
-                process_id, name, texts, content_hash(texts), message_starts=tuple(messages.start_names(process))
+                process_id,
+                name,
+                texts,
+                content_hash(texts),
+                message_starts=tuple(messages.start_names(process)),
+                signal_starts=tuple(signals.start_names(process)),
             )
         )
     if errors:
@@ -727,15 +754,17 @@ def start_input(
     tenant: str | None = None,
     feel: bool = True,
     start_timer: str | None = None,
+    start_signal: str | None = None,
 ) -> ProcessInput:
     """Everything a ProcessWorkflow needs, including the routes of the operators it calls. `feel`:
     the definition's `=` expressions are FEEL (False for versions deployed before FEEL was read).
 
-    Raises MessageStartOnly when started without a message but the process has no plain start event.
+    Raises MessageStartOnly when started without its event but the process has no plain start event.
     """
     process = load_process(files, key, digest, feel=feel)
-    if start_message is None and start_timer is None and not messages.has_plain_start(process):
-        raise MessageStartOnly(messages.start_names(process))
+    started_by_event = start_message is not None or start_timer is not None or start_signal is not None
+    if not started_by_event and not messages.has_plain_start(process):
+        raise MessageStartOnly(messages.start_names(process), signals.start_names(process))
     return ProcessInput(
         instance_id=instance_id,
         definition_key=key,
@@ -750,6 +779,7 @@ def start_input(
         tenant=tenant,
         feel=feel,
         start_timer=start_timer,
+        start_signal=start_signal,
     )
 
 
@@ -768,10 +798,18 @@ def load_deployed(files: dict[str, str], process_id: str, digest: str) -> tuple[
 
 
 class MessageStartOnly(ValueError):
-    """The process starts only on a message: starting it any other way would leave it waiting."""
+    """The process starts only on an event (a message, a signal, its timer): starting it any other way
+    would leave it waiting."""
 
-    def __init__(self, names: list[str]) -> None:
-        super().__init__(", ".join(repr(name) for name in names))
+    def __init__(self, message_names: list[str], signal_names: list[str] | None = None) -> None:
+        ways = []
+        if message_names:
+            names = ", ".join(repr(name) for name in message_names)
+            ways.append(f"on a message ({names}): publish it with POST /messages")
+        if signal_names:
+            names = ", ".join(repr(name) for name in signal_names)
+            ways.append(f"on a signal ({names}): broadcast it with POST /signals")
+        super().__init__(" or ".join(ways) or "by its timer start event")
 
 
 def _uses_decisions(process: ProcessSpec) -> bool:

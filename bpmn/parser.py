@@ -12,11 +12,34 @@ from typing import Any
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.BpmnParser import full_tag
+from SpiffWorkflow.bpmn.parser.event_parsers import (
+    CANCEL_EVENT_XPATH,
+    ERROR_EVENT_XPATH,
+    ESCALATION_EVENT_XPATH,
+    MESSAGE_EVENT_XPATH,
+    SIGNAL_EVENT_XPATH,
+    TERMINATION_EVENT_XPATH,
+)
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.defaults import (
+    BoundaryEvent,
+    EndEvent,
+    IntermediateCatchEvent,
+    IntermediateThrowEvent,
+    StartEvent,
+)
+from SpiffWorkflow.spiff.parser.event_parsers import (
+    SpiffBoundaryEventParser,
+    SpiffEndEventParser,
+    SpiffIntermediateCatchEventParser,
+    SpiffIntermediateThrowEventParser,
+    SpiffStartEventParser,
+)
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import ScriptTaskParser, ServiceTaskParser
 
 from bpmn import activity_options, determinism, feel, human_tasks
+from bpmn.signals import PlatformSignalEventDefinition
 from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
 
 determinism.install()
@@ -121,11 +144,81 @@ class AnyServiceTaskParser(ServiceTaskParser):
         )
 
 
+class _SignalParsing:
+    """Signal event definitions that broadcast beyond the instance (bpmn/signals.py). A throw
+    element's `zeebe:ioMapping` inputs are the signal's variables when the signal declares no
+    `spiffworkflow:payloadExpression` (Camunda 8 models)."""
+
+    node: etree._Element
+    filename: str | None
+    process_parser: Any
+
+    def parse_signal_event(self, signal_event: etree._Element) -> PlatformSignalEventDefinition:
+        parsed = super().parse_signal_event(signal_event)  # type: ignore[misc]
+        expression = parsed.expression
+        if expression is None:
+            expression = self._input_mappings()
+        return PlatformSignalEventDefinition(parsed.name, expression=expression, variable=parsed.variable)
+
+    def _input_mappings(self) -> str | None:
+        if etree.QName(self.node).localname not in ("intermediateThrowEvent", "endEvent"):
+            return None
+        inputs = self.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/zeebe:input", namespaces=_ZEEBE)
+        if not inputs:
+            return None
+        use_feel = bool(getattr(self.process_parser.parser, "feel", True))
+        items = []
+        for mapping in inputs:
+            target = mapping.get("target", "")
+            if not target.isidentifier() or target.startswith("_"):
+                raise ValidationException(
+                    f"input target {target!r} must be a variable name", node=self.node, file_name=self.filename
+                )
+            source = zeebe_expression(mapping.get("source", ""), f"input '{target}'", self.node, self.filename,
+                                      use_feel=use_feel)  # fmt: skip
+            items.append(f"{target!r}: ({source})")
+        return "{" + ", ".join(items) + "}"
+
+
+class _StartEventParser(_SignalParsing, SpiffStartEventParser):
+    pass
+
+
+class _EndEventParser(_SignalParsing, SpiffEndEventParser):
+    """Spiff reads no signal on an end event: a signal end event would end silently, signalling nothing."""
+
+    def create_task(self) -> Any:
+        event_definition = self.get_event_definition([
+            MESSAGE_EVENT_XPATH, CANCEL_EVENT_XPATH, ERROR_EVENT_XPATH, ESCALATION_EVENT_XPATH,
+            TERMINATION_EVENT_XPATH, SIGNAL_EVENT_XPATH,
+        ])  # fmt: skip
+        task = self._create_task(event_definition)
+        task.connect(self.spec.end)
+        return task
+
+
+class _IntermediateCatchEventParser(_SignalParsing, SpiffIntermediateCatchEventParser):
+    pass
+
+
+class _IntermediateThrowEventParser(_SignalParsing, SpiffIntermediateThrowEventParser):
+    pass
+
+
+class _BoundaryEventParser(_SignalParsing, SpiffBoundaryEventParser):
+    pass
+
+
 class AIMatrixParser(SpiffBpmnParser):
     OVERRIDE_PARSER_CLASSES = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         full_tag("serviceTask"): (AnyServiceTaskParser, ExternalServiceTask),
         full_tag("scriptTask"): (ScriptTaskParser, SandboxedScriptTask),
+        full_tag("startEvent"): (_StartEventParser, StartEvent),
+        full_tag("endEvent"): (_EndEventParser, EndEvent),
+        full_tag("intermediateCatchEvent"): (_IntermediateCatchEventParser, IntermediateCatchEvent),
+        full_tag("intermediateThrowEvent"): (_IntermediateThrowEventParser, IntermediateThrowEvent),
+        full_tag("boundaryEvent"): (_BoundaryEventParser, BoundaryEvent),
     }
 
     def __init__(self, validate_schema: bool = True, *, feel: bool = True) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.models import Definition, DefinitionFile, MessageStartEvent
+from store.models import Definition, DefinitionFile, MessageStartEvent, SignalStartEvent
 from store.tenancy import scoped
 
 
@@ -41,6 +41,7 @@ def deploy(
     digest: str,
     deployed_by: str | None,
     message_starts: tuple[str, ...] = (),
+    signal_starts: tuple[str, ...] = (),
     tenant: str | None = None,
 ) -> StoredDefinition:
     """Store a new version unless this exact content is already the key's latest version.
@@ -79,6 +80,7 @@ def deploy(
                     for file_name, content in files.items()
                 )
                 session.add_all(MessageStartEvent(definition_id=definition.id, message_name=m) for m in message_starts)
+                session.add_all(SignalStartEvent(definition_id=definition.id, signal_name=s) for s in signal_starts)
                 session.flush()
         except IntegrityError:
             continue

@@ -38,6 +38,7 @@ def sync(session: Session, *, update: SyncTasksInput) -> None:
                 correlation_key=subscription.correlation_key,
                 created_at=datetime.fromisoformat(subscription.created_at),
                 tenant=update.tenant,
+                kind=subscription.kind,
             )
         )
 
@@ -60,7 +61,9 @@ def waiting(
 ) -> list[Waiting]:
     """Instances with an element waiting for this message and key, oldest subscription first, each once.
     A tenant's message reaches only its own instances."""
-    query = select(MessageSubscriptionRow).where(MessageSubscriptionRow.message_name == name)
+    query = select(MessageSubscriptionRow).where(
+        MessageSubscriptionRow.kind == "message", MessageSubscriptionRow.message_name == name
+    )
     query = scoped(query, MessageSubscriptionRow.tenant, tenant)
     if correlation_key is None:
         query = query.where(MessageSubscriptionRow.correlation_key.is_(None))
@@ -88,6 +91,7 @@ class SubscriptionView:
 def list_subscriptions(
     session: Session,
     *,
+    kind: str = "message",
     name: str | None = None,
     instance_id: str | None = None,
     limit: int = 100,
@@ -95,6 +99,7 @@ def list_subscriptions(
     tenant: str | None = None,
 ) -> list[SubscriptionView]:
     query = scoped(select(MessageSubscriptionRow), MessageSubscriptionRow.tenant, tenant)
+    query = query.where(MessageSubscriptionRow.kind == kind)
     if name is not None:
         query = query.where(MessageSubscriptionRow.message_name == name)
     if instance_id is not None:

@@ -145,12 +145,14 @@ class IncidentRow(Base):
 
 
 class MessageSubscriptionRow(Base):
-    """Elements waiting for a message, written with the inbox: how POST /messages finds instances."""
+    """Elements waiting for a message or a signal, written with the inbox: how POST /messages and
+    POST /signals find instances."""
 
     __tablename__ = "message_subscriptions"
     __table_args__ = (
         Index("ix_message_subscriptions_name_key", "message_name", "correlation_key", "created_at"),
         Index("ix_message_subscriptions_instance", "instance_id"),
+        Index("ix_message_subscriptions_kind_name", "kind", "message_name"),
     )
 
     task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -162,6 +164,7 @@ class MessageSubscriptionRow(Base):
     correlation_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     tenant: Mapped[str | None] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(16), server_default="message")  # message | signal
 
 
 class MessageStartEvent(Base):
@@ -172,6 +175,16 @@ class MessageStartEvent(Base):
 
     definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), primary_key=True)
     message_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class SignalStartEvent(Base):
+    """The signals that start a definition version (its top-level signal start events)."""
+
+    __tablename__ = "signal_start_events"
+    __table_args__ = (Index("ix_signal_start_events_name", "signal_name"),)
+
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id"), primary_key=True)
+    signal_name: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class AuditRecord(Base):

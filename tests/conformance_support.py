@@ -81,7 +81,7 @@ SUPPORTED_FEATURES = frozenset(
         "mi", "mi_parallel", "mi_sequential", "multi_instance", "std_loop", "loop", "prescript",
         "postscript", "io_spec", "data_object", "error", "error_boundary", "escalation",
         "escalation_boundary", "transaction", "cancel", "payload", "timer_boundary_noninterrupting",
-        "timer_cycle", "conditional",
+        "timer_cycle", "conditional", "signal", "int_throw",
         # exporter tags: each exporter's cases are judged by their elements
         "camunda", "signavio", "bizagi", "yaoqiang",
     }
@@ -98,11 +98,10 @@ UNSUPPORTED_FEATURES = {
     "message_boundary_noninterrupting": _NEEDS_MESSAGES,
     "send_task": "send tasks (throwing messages) are refused by the deployer",
     "correlation": "Spiff correlation properties are refused by the deployer",
-    "signal": "signal events are refused by the deployer",
     "event_gw": _NEEDS_MESSAGES,
-    "multiple_event": "multiple (message/signal) events are refused by the deployer",
-    "parallel_multiple_event": "multiple (message/signal) events are refused by the deployer",
-    "event_subprocess": "event subprocesses here are started by signals, refused by the deployer",
+    "multiple_event": "multiple events: the case waits for a message or a signal the driver does not send",
+    "parallel_multiple_event": "parallel multiple events: the case waits for messages the driver does not send",
+    "event_subprocess": "the event subprocesses here are started by messages the driver does not send",
     "timer_start": "a timer start event starts its process through a Temporal Schedule, not by the case "
     "driver's start (tests/test_timer_start.py covers them)",
     "data_store": "data stores are not executed",

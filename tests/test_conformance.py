@@ -31,8 +31,8 @@ SPIFF = "spiffworkflow/tests/SpiffWorkflow/"
 IN_SCOPE = in_scope_cases()
 CASES = IN_SCOPE
 # Raise these when cases join; a drop means a case silently left the suite.
-MIN_IN_SCOPE = 38
-MIN_CASES = 38
+MIN_IN_SCOPE = 39
+MIN_CASES = 39
 
 
 def test_the_suite_keeps_every_case_it_had() -> None:

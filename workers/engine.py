@@ -13,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.projection import ProjectionActivities
 from activities.scheduled_start import ScheduledStarts
+from activities.signal_broadcast import SignalBroadcaster
 from aimatrix.settings import get_settings
 from aimatrix.temporal import connect
 from store.db import make_engine, make_session_factory, migrate
@@ -59,11 +60,17 @@ def build_worker(
     projection = ProjectionActivities(session_factory)
     # the engine queue's name, so the instances a timer start event's schedule starts run here too
     starts = ScheduledStarts(client, session_factory, task_queue)
+    broadcaster = SignalBroadcaster(client, session_factory, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[ProcessWorkflow, TimerStartWorkflow],
-        activities=[projection.sync_tasks, projection.write_audit, starts.start_scheduled],
+        activities=[
+            projection.sync_tasks,
+            projection.write_audit,
+            starts.start_scheduled,
+            broadcaster.broadcast_signal,
+        ],
         workflow_runner=workflow_runner(),
     )
 

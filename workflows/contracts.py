@@ -41,6 +41,9 @@ SIMULATION_WORKFLOW = "TwinSimulationWorkflow"
 # activity starts (and indexes) an instance of the key's latest version, as POST /instances would.
 TIMER_START_WORKFLOW = "TimerStartWorkflow"
 START_SCHEDULED_ACTIVITY = "engine.start_scheduled"
+# A signal thrown in an instance reaches the other instances and the signal start events
+# (BroadcastSignalInput → SignalBroadcast), from the engine worker.
+BROADCAST_SIGNAL_ACTIVITY = "engine.broadcast_signal"
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
@@ -49,6 +52,7 @@ ASSIGN_TASK_UPDATE = "assign_task"
 RETRY_INCIDENT_UPDATE = "retry_incident"
 SET_VARIABLES_UPDATE = "set_variables"
 DELIVER_MESSAGE_UPDATE = "deliver_message"
+DELIVER_SIGNAL_UPDATE = "deliver_signal"
 
 # ApplicationError types the API maps to HTTP statuses.
 TASK_NOT_OPEN = "TaskNotOpen"
@@ -59,6 +63,7 @@ INVALID_FORM_DATA = "InvalidFormData"
 INCIDENT_NOT_OPEN = "IncidentNotOpen"
 INSTANCE_NOT_RUNNING = "InstanceNotRunning"
 MESSAGE_NOT_WAITING = "MessageNotWaiting"
+SIGNAL_NOT_WAITING = "SignalNotWaiting"
 # A worker raises ApplicationError(message, code, type=BPMN_ERROR, non_retryable=True) to throw the
 # BPMN error `code` at the service task: an error boundary event catches it, as in Camunda.
 BPMN_ERROR = "BpmnError"
@@ -113,6 +118,8 @@ class ProcessInput:
     # Camunda 8's `=` expressions are FEEL (bpmn/feel.py); False in the inputs of instances started
     # before FEEL was read, whose `=` expressions were Python: they replay as they ran
     feel: bool = False
+    # the signal start event that starts it; the signal's variables are `variables`
+    start_signal: str | None = None
 
 
 @dataclass
@@ -193,9 +200,10 @@ class MessageSubscription:
 
     task_id: str
     element_id: str
-    message_name: str
+    message_name: str  # the signal's name for a signal
     correlation_key: str | None
     created_at: str
+    kind: str = "message"  # message | signal (signals have no correlation key: they reach every waiter)
 
 
 @dataclass
@@ -233,6 +241,52 @@ class DeliverMessageResult:
     task_id: str
     element_id: str
     instance_status: str
+
+
+@dataclass
+class DeliverSignalInput:
+    name: str
+    variables: Any = field(default_factory=dict)  # a payload expression may give a non-dict
+    actor: str | None = None
+
+
+@dataclass
+class DeliverSignalResult:
+    element_ids: list[str]  # every element of the instance it reached
+    instance_status: str
+
+
+@dataclass
+class BroadcastSignalInput:
+    """A signal thrown by `element_id` of `instance_id`, for the instances of its tenant and the
+    processes it starts. `origin` names this throw: instances it starts derive their ids from it, so a
+    retried broadcast starts nothing twice."""
+
+    name: str
+    variables: Any
+    origin: str
+    instance_id: str | None = None
+    element_id: str | None = None
+    tenant: str | None = None
+
+
+@dataclass
+class SignalDelivered:
+    instance_id: str
+    element_ids: list[str]
+
+
+@dataclass
+class SignalStarted:
+    instance_id: str
+    definition_key: str
+    version: int
+
+
+@dataclass
+class SignalBroadcast:
+    delivered: list[SignalDelivered] = field(default_factory=list)
+    started: list[SignalStarted] = field(default_factory=list)
 
 
 @dataclass

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
         ASSIGN_TASK_UPDATE,
         COMPLETE_TASK_UPDATE,
         DELIVER_MESSAGE_UPDATE,
+        DELIVER_SIGNAL_UPDATE,
         PROCESS_WORKFLOW,
         RETRY_INCIDENT_UPDATE,
         SET_VARIABLES_UPDATE,
@@ -22,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
         CompleteTaskResult,
         DeliverMessageInput,
         DeliverMessageResult,
+        DeliverSignalInput,
+        DeliverSignalResult,
         ProcessInput,
         ProcessResult,
         ProcessState,
@@ -83,6 +86,14 @@ class ProcessWorkflow:
     def validate_deliver_message(self, inp: DeliverMessageInput) -> None:
         # a message nobody here waits for is refused before it reaches the history
         self._engine.check_message(inp)
+
+    @workflow.update(name=DELIVER_SIGNAL_UPDATE)
+    async def deliver_signal(self, inp: DeliverSignalInput) -> DeliverSignalResult:
+        return await self._engine.deliver_signal(inp)
+
+    @deliver_signal.validator
+    def validate_deliver_signal(self, inp: DeliverSignalInput) -> None:
+        self._engine.check_signal(inp)
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> ProcessState:

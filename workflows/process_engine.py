@@ -29,12 +29,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from bpmn import forms, human_tasks, messages, runtime
+from bpmn import forms, human_tasks, messages, runtime, signals
 from bpmn.definitions import load_process
 from workflows import task_rules
 from workflows.contracts import (
     AUDIT_ACTIVITY,
     BPMN_ERROR,
+    BROADCAST_SIGNAL_ACTIVITY,
     EDGE_SITE_PATTERN,
     INCIDENT_NOT_OPEN,
     INSTANCE_NOT_RUNNING,
@@ -43,16 +44,20 @@ from workflows.contracts import (
     MESSAGE_NOT_WAITING,
     MODEL_ERROR,
     SCRIPT_ACTIVITY,
+    SIGNAL_NOT_WAITING,
     SYNC_TASKS_ACTIVITY,
     TASK_NOT_OPEN,
     AssignTaskInput,
     AuditBatch,
     AuditEntry,
+    BroadcastSignalInput,
     ClosedTask,
     CompleteTaskInput,
     CompleteTaskResult,
     DeliverMessageInput,
     DeliverMessageResult,
+    DeliverSignalInput,
+    DeliverSignalResult,
     Incident,
     MessageSubscription,
     OpenTask,
@@ -63,6 +68,7 @@ from workflows.contracts import (
     RetryIncidentInput,
     ServiceTaskInput,
     SetVariablesInput,
+    SignalBroadcast,
     SyncTasksInput,
     TaskAssigned,
 )
@@ -73,6 +79,9 @@ _AUDIT_DATA_LIMIT = 4_000  # characters of JSON kept per entry: a decision's dat
 # Spiff's timers compare with a strict "<": wake a hair after the deadline so one pass suffices.
 _TIMER_SLACK = timedelta(milliseconds=1)
 _SYNC_TIMEOUT = timedelta(seconds=30)
+# A broadcast retries until it gets through (the database or Temporal may be down for a while): the
+# signal was thrown, and the instance ends only once it has gone out.
+_BROADCAST_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _SCRIPT_SANDBOX_PATCH = "script-tasks-in-sandbox"
 
 
@@ -107,6 +116,10 @@ class ProcessEngine:
         self._completers: dict[str, list[str]] = {}  # element id → who completed it (four-eyes)
         self._tasks_changed = False  # an open task was claimed, assigned or escalated: publish it
         self._forms: dict[str, dict[str, Any]] = {}  # form file → JSON Schema, parsed once
+        self._broadcasts: list[asyncio.Task[None]] = []  # signals thrown here, on their way out
+        self._signal_seq = 0  # signals thrown so far: names each broadcast's activity
+        self._signals_in = 0  # signals delivered from outside so far
+        self._signal_reached: dict[int, list[str]] = {}  # delivery number → the elements it reached
 
     async def run(self) -> ProcessResult:
         self._record(
@@ -125,12 +138,18 @@ class ProcessEngine:
                 if not messages.start_by_element(self._bw, self._input.start_timer):
                     raise _Failure(f"the process has no timer start event '{self._input.start_timer}'")
                 self._record("timer.fired", element_id=self._input.start_timer, actor=self._input.started_by)
+            elif self._input.start_signal is not None:
+                if not signals.start_by_signal(self._bw, self._input.start_signal):
+                    raise _Failure(f"the process has no signal start event for signal '{self._input.start_signal}'")
+                self._record("signal.received", actor=self._input.started_by,
+                             data={"name": self._input.start_signal, "start": True})  # fmt: skip
             while True:
                 self._advance()
                 await self._publish_tasks()
                 if self._bw.completed:
                     break
                 await self._wait()
+            await self._signals_sent()
         except asyncio.CancelledError:
             self._status = "cancelled"
             self._bw.cancel()  # every active element is cancelled, and the audit says which
@@ -141,6 +160,7 @@ class ProcessEngine:
         except _Failure as failure:
             self._status, self._error = "failed", str(failure)
             self._record_transitions()  # what ran up to the failure, the failing element included
+            await self._signals_sent()  # thrown before the failure: they were thrown
             self._record("instance.failed", data={"error": str(failure)})
             await self._close_everything("cancelled")
             raise ApplicationError(str(failure), type=MODEL_ERROR, non_retryable=True) from None
@@ -175,11 +195,20 @@ class ProcessEngine:
         self._reconcile_human_tasks()
         self._reconcile_subscriptions()
         self._record_transitions()
+        self._broadcast_thrown()
         self._epoch += 1
 
     def _apply(self, kind: str, task_id: str, payload: Any) -> None:
         if kind == "sync":
             return  # nothing to apply: an open task changed, and the pass publishes it
+        if kind == "signal":
+            number, name, variables, actor = payload
+            reached = signals.deliver(self._bw, name, variables)
+            self._signal_reached[number] = reached
+            for caught_by in reached:
+                self._record("signal.received", element_id=caught_by, actor=actor,
+                             data={"name": name, "variables": variables})  # fmt: skip
+            return
         if kind == "variables":
             variables, actor = payload
             self._record("variables.set", actor=actor, data={"variables": variables})
@@ -359,6 +388,46 @@ class ProcessEngine:
             ),
         )
 
+    def _broadcast_thrown(self) -> None:
+        """Signals thrown in this pass reached this instance's catchers already (Spiff); send each on
+        to the tenant's other instances and to the processes it starts."""
+        for thrown in signals.thrown(self._bw):
+            payload = runtime.json_safe(thrown.payload)
+            self._record("signal.thrown", element_id=thrown.element_id,
+                         data={"name": thrown.name, "variables": payload})  # fmt: skip
+            self._signal_seq += 1
+            request = BroadcastSignalInput(
+                name=thrown.name,
+                variables=payload,
+                origin=f"{self._input.instance_id}/signal-{self._signal_seq}",
+                instance_id=self._input.instance_id,
+                element_id=thrown.element_id,
+                tenant=self._input.tenant,
+            )
+            self._broadcasts.append(asyncio.create_task(self._broadcast(request, f"signal-{self._signal_seq}")))
+
+    async def _broadcast(self, request: BroadcastSignalInput, activity_id: str) -> None:
+        sent: SignalBroadcast = await workflow.execute_activity(
+            BROADCAST_SIGNAL_ACTIVITY,
+            request,
+            result_type=SignalBroadcast,
+            activity_id=activity_id,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=_BROADCAST_RETRY,
+        )
+        self._record("signal.broadcast", element_id=request.element_id, data={
+            "name": request.name,
+            "delivered": {d.instance_id: d.element_ids for d in sent.delivered},
+            "started": [s.instance_id for s in sent.started],
+        })  # fmt: skip
+        self._inbox.append(("sync", "", None))  # wake the loop: the entry is published with the next pass
+
+    async def _signals_sent(self) -> None:
+        """An instance ends only after the signals it threw went out (Temporal would drop an
+        activity its workflow no longer waits for)."""
+        if self._broadcasts:
+            await asyncio.gather(*self._broadcasts)
+
     def _reconcile_human_tasks(self) -> None:
         ready = {str(t.id): t for t in runtime.human_tasks(self._bw)}
         for task_id in list(self._open):
@@ -396,9 +465,20 @@ class ProcessEngine:
 
     def _reconcile_subscriptions(self) -> None:
         waits = {w.id: w for w in messages.waiting(self._bw)}
+        signal_waits = {w.id: w for w in signals.waiting(self._bw)}
         for task_id in list(self._subscriptions):
-            if task_id not in waits:
+            if task_id not in waits and task_id not in signal_waits:
                 del self._subscriptions[task_id]
+        for task_id, signal_wait in signal_waits.items():
+            if task_id not in self._subscriptions:
+                self._subscriptions[task_id] = MessageSubscription(
+                    task_id=task_id,
+                    element_id=signal_wait.element_id,
+                    message_name=signal_wait.name,
+                    correlation_key=None,
+                    created_at=datetime.fromtimestamp(signal_wait.task.last_state_change, UTC).isoformat(),
+                    kind="signal",
+                )
         for task_id, wait in waits.items():
             if task_id in self._subscriptions:
                 continue
@@ -634,13 +714,40 @@ class ProcessEngine:
             raise ApplicationError(f"the instance is {self._status}", type=INSTANCE_NOT_RUNNING, non_retryable=True)
         _check_variables(inp.variables)
         for subscription in self._subscriptions.values():
-            if subscription.message_name == inp.name and subscription.correlation_key == inp.correlation_key:
+            if (
+                subscription.kind == "message"
+                and subscription.message_name == inp.name
+                and subscription.correlation_key == inp.correlation_key
+            ):
                 return subscription
         raise ApplicationError(
             f"no element waits for message '{inp.name}' with correlation key {inp.correlation_key!r}",
             type=MESSAGE_NOT_WAITING,
             non_retryable=True,
         )
+
+    async def deliver_signal(self, inp: DeliverSignalInput) -> DeliverSignalResult:
+        self.check_signal(inp)
+        self._signals_in += 1
+        number = self._signals_in
+        self._inbox.append(("signal", "", (number, inp.name, inp.variables, inp.actor)))
+        await self._until_synced()
+        reached = self._signal_reached.pop(number, [])
+        if not reached and self._status == "running":
+            raise ApplicationError(
+                f"no element waits for signal '{inp.name}' any more", type=SIGNAL_NOT_WAITING, non_retryable=True
+            )
+        return DeliverSignalResult(reached, self._status)
+
+    def check_signal(self, inp: DeliverSignalInput) -> None:
+        if self._status != "running":
+            raise ApplicationError(f"the instance is {self._status}", type=INSTANCE_NOT_RUNNING, non_retryable=True)
+        if isinstance(inp.variables, dict):
+            _check_variables(inp.variables)
+        if not any(s.kind == "signal" and s.message_name == inp.name for s in self._subscriptions.values()):
+            raise ApplicationError(
+                f"no element waits for signal '{inp.name}'", type=SIGNAL_NOT_WAITING, non_retryable=True
+            )
 
     async def _until_synced(self) -> None:
         """Return once the main loop has applied what was queued and published the result."""

@@ -69,6 +69,7 @@ def deploy(
                 digest=d.hash,
                 deployed_by=user.subject,
                 message_starts=d.message_starts,
+                signal_starts=d.signal_starts,
                 tenant=user.tenant,
             )
             for d in deployable

@@ -1,0 +1,123 @@
+"""Broadcasting a signal: to every instance of the tenant waiting for it, and as a start to every
+process whose latest version has a signal start event for it.
+
+Used by POST /signals and, as the `engine.broadcast_signal` activity, for signals thrown by an
+instance (the thrower's own catchers have it already). Waiting instances are found through the
+subscription projection and each is asked through a workflow update the workflow validates against
+its own state: a stale row leads to "not delivered", never to a signal caught by an element that no
+longer waits. Instances started by a broadcast are named by its `origin`, so a retried activity
+starts each once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.started_instances import index_started
+from bpmn.definitions import start_input
+from store import definitions
+from store import signals as signal_store
+from store.messages import Starter
+from workflows.contracts import (
+    BROADCAST_SIGNAL_ACTIVITY,
+    DELIVER_SIGNAL_UPDATE,
+    PROCESS_WORKFLOW,
+    BroadcastSignalInput,
+    DeliverSignalInput,
+    DeliverSignalResult,
+    ProcessInput,
+    SignalBroadcast,
+    SignalDelivered,
+    SignalStarted,
+)
+
+_SIGNAL_STARTS = uuid.UUID("3d6f2b8a-9c41-4e57-8a0b-6c2e1f4d7a95")
+_PARALLEL_DELIVERIES = 16
+
+
+class SignalBroadcaster:
+    def __init__(self, client: Client, session_factory: sessionmaker[Session], engine_queue: str) -> None:
+        self._client = client
+        self._session_factory = session_factory
+        self._engine_queue = engine_queue
+
+    @activity.defn(name=BROADCAST_SIGNAL_ACTIVITY)
+    async def broadcast_signal(self, inp: BroadcastSignalInput) -> SignalBroadcast:
+        return await self.broadcast(inp, actor=f"instance/{inp.instance_id}")
+
+    async def broadcast(self, inp: BroadcastSignalInput, *, actor: str) -> SignalBroadcast:
+        waiting, starters = await asyncio.to_thread(self._lookup, inp)
+        gate = asyncio.Semaphore(_PARALLEL_DELIVERIES)
+        signal = DeliverSignalInput(inp.name, inp.variables, actor)
+
+        async def deliver(instance_id: str) -> SignalDelivered | None:
+            async with gate:
+                return await self._deliver(instance_id, signal)
+
+        delivered = [d for d in await asyncio.gather(*(deliver(i) for i in waiting)) if d is not None]
+        started = [await self._start(inp, starter, actor) for starter in starters]
+        return SignalBroadcast(delivered=delivered, started=[s for s in started if s is not None])
+
+    def _lookup(self, inp: BroadcastSignalInput) -> tuple[list[str], list[Starter]]:
+        with self._session_factory() as session:
+            waiting = signal_store.waiting_instances(session, name=inp.name, tenant=inp.tenant, exclude=inp.instance_id)
+            return waiting, signal_store.starters(session, name=inp.name, tenant=inp.tenant)
+
+    async def _deliver(self, instance_id: str, signal: DeliverSignalInput) -> SignalDelivered | None:
+        handle = self._client.get_workflow_handle(instance_id)
+        try:
+            result: DeliverSignalResult = await handle.execute_update(
+                DELIVER_SIGNAL_UPDATE, signal, result_type=DeliverSignalResult
+            )
+        except WorkflowUpdateFailedError:
+            return None  # it stopped waiting since the projection was written
+        except RPCError as err:
+            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                return None  # the instance ended meanwhile
+            raise
+        return SignalDelivered(instance_id=instance_id, element_ids=result.element_ids)
+
+    async def _start(self, inp: BroadcastSignalInput, starter: Starter, actor: str) -> SignalStarted | None:
+        instance_id = str(uuid.uuid5(_SIGNAL_STARTS, f"{inp.origin}\x00{starter.key}"))
+        requested_at = datetime.now(UTC)  # before the instance's own first entry, as for POST /instances
+        variables = inp.variables if isinstance(inp.variables, dict) else {}
+        started = await asyncio.to_thread(self._input, inp, starter, instance_id, variables, actor)
+        if started is None:
+            return None  # undeployed meanwhile
+        with contextlib.suppress(WorkflowAlreadyStartedError):  # an earlier attempt of this broadcast
+            await self._client.start_workflow(
+                PROCESS_WORKFLOW,
+                started,
+                id=instance_id,
+                task_queue=self._engine_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        await asyncio.to_thread(
+            index_started, self._session_factory, started, requested_at=requested_at, actor=actor,
+            data={"signal": inp.name},
+        )  # fmt: skip
+        return SignalStarted(instance_id=instance_id, definition_key=starter.key, version=starter.version)
+
+    def _input(
+        self, inp: BroadcastSignalInput, starter: Starter, instance_id: str, variables: dict[str, Any], actor: str
+    ) -> ProcessInput | None:
+        with self._session_factory() as session:
+            found = definitions.get(session, key=starter.key, version=starter.version)
+            if found is None:
+                return None
+            files = definitions.files(session, key=found.key, version=found.version)
+        return start_input(
+            instance_id=instance_id, key=found.key, version=found.version, digest=found.hash, files=files,
+            variables=variables, started_by=actor, start_signal=inp.name, tenant=found.tenant, feel=found.feel,
+        )  # fmt: skip
