@@ -12,31 +12,22 @@ starts each once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.started_instances import index_started
-from bpmn.definitions import start_input
-from store import definitions
+from activities.event_starts import EventStarts
 from store import signals as signal_store
 from store.messages import Starter
 from workflows.contracts import (
     BROADCAST_SIGNAL_ACTIVITY,
     DELIVER_SIGNAL_UPDATE,
-    PROCESS_WORKFLOW,
     BroadcastSignalInput,
     DeliverSignalInput,
     DeliverSignalResult,
-    ProcessInput,
     SignalBroadcast,
     SignalDelivered,
     SignalStarted,
@@ -50,7 +41,7 @@ class SignalBroadcaster:
     def __init__(self, client: Client, session_factory: sessionmaker[Session], engine_queue: str) -> None:
         self._client = client
         self._session_factory = session_factory
-        self._engine_queue = engine_queue
+        self._starts = EventStarts(client, session_factory, engine_queue)
 
     @activity.defn(name=BROADCAST_SIGNAL_ACTIVITY)
     async def broadcast_signal(self, inp: BroadcastSignalInput) -> SignalBroadcast:
@@ -90,34 +81,8 @@ class SignalBroadcaster:
 
     async def _start(self, inp: BroadcastSignalInput, starter: Starter, actor: str) -> SignalStarted | None:
         instance_id = str(uuid.uuid5(_SIGNAL_STARTS, f"{inp.origin}\x00{starter.key}"))
-        requested_at = datetime.now(UTC)  # before the instance's own first entry, as for POST /instances
         variables = inp.variables if isinstance(inp.variables, dict) else {}
-        started = await asyncio.to_thread(self._input, inp, starter, instance_id, variables, actor)
-        if started is None:
-            return None  # undeployed meanwhile
-        with contextlib.suppress(WorkflowAlreadyStartedError):  # an earlier attempt of this broadcast
-            await self._client.start_workflow(
-                PROCESS_WORKFLOW,
-                started,
-                id=instance_id,
-                task_queue=self._engine_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        await asyncio.to_thread(
-            index_started, self._session_factory, started, requested_at=requested_at, actor=actor,
-            data={"signal": inp.name},
-        )  # fmt: skip
-        return SignalStarted(instance_id=instance_id, definition_key=starter.key, version=starter.version)
-
-    def _input(
-        self, inp: BroadcastSignalInput, starter: Starter, instance_id: str, variables: dict[str, Any], actor: str
-    ) -> ProcessInput | None:
-        with self._session_factory() as session:
-            found = definitions.get(session, key=starter.key, version=starter.version)
-            if found is None:
-                return None
-            files = definitions.files(session, key=found.key, version=found.version)
-        return start_input(
-            instance_id=instance_id, key=found.key, version=found.version, digest=found.hash, files=files,
-            variables=variables, started_by=actor, start_signal=inp.name, tenant=found.tenant, feel=found.feel,
-        )  # fmt: skip
+        started = await self._starts.start(
+            starter, instance_id=instance_id, variables=variables, actor=actor, start_signal=inp.name
+        )
+        return SignalStarted(instance_id, starter.key, starter.version) if started else None

@@ -26,7 +26,7 @@ def index_started(
             return
         instances.record_start(
             session, instance_id=started.instance_id, key=started.definition_key, version=started.version,
-            business_key=None, started_by=actor, tenant=started.tenant,
+            business_key=started.business_key, started_by=actor, tenant=started.tenant,
         )  # fmt: skip
         audit.append(session, records=[audit.api_operation(
             "instance.start_requested", actor=actor, instance_id=started.instance_id,

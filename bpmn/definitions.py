@@ -57,7 +57,6 @@ _UNSUPPORTED = {
     "compensateEventDefinition": "compensation events are not supported",
     "complexGateway": "complex gateways are not supported",
     "adHocSubProcess": "ad-hoc subprocesses are not supported",
-    "sendTask": "send tasks are not supported yet",
 }
 
 _ISO_LITERAL = re.compile(
@@ -225,7 +224,7 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         local = etree.QName(element).localname
         message = _UNSUPPORTED.get(local)
         parent = element.getparent()
-        if local in ("messageEventDefinition", "receiveTask"):
+        if local in ("messageEventDefinition", "receiveTask", "sendTask"):
             message = _message_problem(root, element)
         if local == "signalEventDefinition":
             message = _signal_problem(root, element)
@@ -254,18 +253,23 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
 
 
 _MESSAGE_CATCHERS = ("intermediateCatchEvent", "boundaryEvent", "startEvent")
+_MESSAGE_SENDERS = ("intermediateThrowEvent", "endEvent", "sendTask")
 _SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 
 
 def _message_problem(root: etree._Element, element: etree._Element) -> str | None:
-    """Why a message element cannot run here, or None. Catching runs; throwing is not built yet."""
-    owner = element if etree.QName(element).localname == "receiveTask" else element.getparent()
+    """Why a message element cannot run here, or None."""
+    local = etree.QName(element).localname
+    owner = element if local in ("receiveTask", "sendTask") else element.getparent()
     owner_kind = etree.QName(owner).localname if owner is not None else ""
-    if owner is None or owner_kind not in (*_MESSAGE_CATCHERS, "receiveTask"):
-        return f"message {owner_kind or 'event'}s (throwing a message) are not supported yet"
+    if owner is None or owner_kind not in (*_MESSAGE_CATCHERS, "receiveTask", *_MESSAGE_SENDERS):
+        return f"message {owner_kind or 'event'}s are not supported"
     if owner_kind == "startEvent" and etree.QName(owner.getparent()).localname != "process":
         return "message start events of subprocesses are not supported yet"
     ref = element.get("messageRef")
+    if not ref and local in ("receiveTask", "sendTask"):
+        inner = element.xpath("./bpmn:messageEventDefinition/@messageRef", namespaces={"bpmn": BPMN_NS})
+        ref = str(inner[0]) if inner else None
     found = root.xpath("//bpmn:message[@id=$id]", namespaces={"bpmn": BPMN_NS}, id=ref or "")
     if not ref or not found or not (found[0].get("name") or "").strip():
         return "a message event needs a messageRef to a bpmn:message that has a name"

@@ -15,6 +15,7 @@ from workflows.contracts import (
     CONNECTOR_TASK_QUEUE,
     EDGE_OPERATIONS,
     EDGE_TASK_QUEUE_PREFIX,
+    ENGINE_TASK_QUEUE,
     GPU_OPERATIONS,
     GPU_TASK_QUEUE,
     SANDBOX_TASK_QUEUE,
@@ -172,5 +173,19 @@ registry.register(
         heartbeat=timedelta(seconds=5),
         max_attempts=2,
         operations=frozenset({"simulate"}),
+    ),
+)
+# Send tasks and message throw and end events (bpmn/specs.py MessagePublishTask) publish through the
+# engine pool, which reads the subscription projection and updates the receiving instances. A message
+# that reaches nobody yet (the receiver is not waiting yet) is retried for about two minutes (1 s
+# doubling, 8 attempts) before it becomes an incident an operator can retry; `aimatrix.retries`
+# changes that per element.
+registry.register(
+    "message",
+    PoolConfig(
+        task_queue=ENGINE_TASK_QUEUE,
+        start_to_close=timedelta(seconds=60),
+        max_attempts=8,
+        operations=frozenset({"publish"}),
     ),
 )

@@ -33,6 +33,7 @@ from SpiffWorkflow.spiff.parser.event_parsers import (
     SpiffEndEventParser,
     SpiffIntermediateCatchEventParser,
     SpiffIntermediateThrowEventParser,
+    SpiffSendTaskParser,
     SpiffStartEventParser,
 )
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
@@ -40,7 +41,14 @@ from SpiffWorkflow.spiff.parser.task_spec import ScriptTaskParser, ServiceTaskPa
 
 from bpmn import activity_options, determinism, feel, human_tasks
 from bpmn.signals import PlatformSignalEventDefinition
-from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
+from bpmn.specs import (
+    ExternalServiceTask,
+    MessageEndEvent,
+    MessagePublishTask,
+    MessageSendTask,
+    MessageThrowEvent,
+    SandboxedScriptTask,
+)
 
 determinism.install()
 
@@ -163,31 +171,116 @@ class _SignalParsing:
     def _input_mappings(self) -> str | None:
         if etree.QName(self.node).localname not in ("intermediateThrowEvent", "endEvent"):
             return None
-        inputs = self.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/zeebe:input", namespaces=_ZEEBE)
-        if not inputs:
-            return None
-        use_feel = bool(getattr(self.process_parser.parser, "feel", True))
-        items = []
-        for mapping in inputs:
-            target = mapping.get("target", "")
-            if not target.isidentifier() or target.startswith("_"):
-                raise ValidationException(
-                    f"input target {target!r} must be a variable name", node=self.node, file_name=self.filename
-                )
-            source = zeebe_expression(mapping.get("source", ""), f"input '{target}'", self.node, self.filename,
-                                      use_feel=use_feel)  # fmt: skip
-            items.append(f"{target!r}: ({source})")
-        return "{" + ", ".join(items) + "}"
+        return _input_mappings(self, bool(getattr(self.process_parser.parser, "feel", True)))
+
+
+_SPIFF = {"spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core"}
+_PUBLISH_OPERATOR = "message.publish"
+
+
+class _MessagePublishing:
+    """Send tasks and message throw and end events become MessagePublishTasks (bpmn/specs.py).
+
+    What they send: the message's name; its correlation key from the message's `zeebe:subscription
+    correlationKey` expression evaluated over the sender's data (both sides name the same variable),
+    else the sender's business key; its variables from `spiffworkflow:messagePayload`, or the
+    element's `zeebe:ioMapping` inputs, else none. Retries and timeouts: the `aimatrix.*` task headers
+    or extension properties a service task takes.
+    """
+
+    node: etree._Element
+    filename: str | None
+    process_parser: Any
+    spec: Any
+    bpmn_id: str
+    bpmn_attributes: dict[str, Any]
+
+    def _message_ref(self) -> str | None:
+        ref = self.node.get("messageRef")
+        if ref:
+            return str(ref)
+        found = self.node.xpath("./bpmn:messageEventDefinition/@messageRef", namespaces=_ZEEBE)
+        return str(found[0]) if found else None
+
+    def _publish_task(self, spec_class: type[MessagePublishTask]) -> MessagePublishTask:
+        ref = self._message_ref() or ""
+        found = self.node.xpath("//bpmn:message[@id=$id]", namespaces=_ZEEBE, id=ref)
+        name = (found[0].get("name") or "").strip() if found else ""
+        if not name:
+            raise ValidationException(
+                "a message to send needs a messageRef to a bpmn:message that has a name",
+                node=self.node, file_name=self.filename,
+            )  # fmt: skip
+        parser = self.process_parser.parser
+        use_feel = bool(getattr(parser, "feel", True))
+        key = parser.correlation_keys.get(name)
+        payload = self.node.xpath(".//spiffworkflow:messagePayload/text()", namespaces=_SPIFF)
+        if not payload and found:
+            payload = found[0].xpath(".//spiffworkflow:messagePayload/text()", namespaces=_SPIFF)
+        variables = str(payload[0]).strip() if payload else _input_mappings(self, use_feel) or "{}"
+        settings = {
+            h.get("key", ""): h.get("value", "")
+            for h in self.node.xpath("./bpmn:extensionElements/zeebe:taskHeaders/zeebe:header", namespaces=_ZEEBE)
+            if h.get("key", "").startswith("aimatrix.")
+        }
+        for prop in self.node.xpath(".//spiffworkflow:property", namespaces=_SPIFF):
+            if (prop.get("name") or "").startswith("aimatrix."):
+                settings[prop.get("name")] = prop.get("value") or ""
+        try:
+            options, retries = activity_options.parse(settings)
+        except ValueError as err:
+            raise ValidationException(str(err), node=self.node, file_name=self.filename) from None
+        return spec_class(
+            self.spec,
+            self.bpmn_id,
+            operation_name=_PUBLISH_OPERATOR,
+            operation_params={
+                "name": {"value": repr(name), "type": "str"},
+                "correlation_key": {"value": key or "None", "type": "any"},
+                "variables": {"value": variables, "type": "any"},
+            },
+            result_variable=None,
+            retries=retries,
+            activity_options=options,
+            **self.bpmn_attributes,
+        )
+
+
+def _input_mappings(parser: Any, use_feel: bool) -> str | None:
+    """A throw element's `zeebe:ioMapping` inputs as one expression giving the variables it sends."""
+    inputs = parser.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/zeebe:input", namespaces=_ZEEBE)
+    if not inputs:
+        return None
+    items = []
+    for mapping in inputs:
+        target = mapping.get("target", "")
+        if not target.isidentifier() or target.startswith("_"):
+            raise ValidationException(
+                f"input target {target!r} must be a variable name", node=parser.node, file_name=parser.filename
+            )
+        source = zeebe_expression(mapping.get("source", ""), f"input '{target}'", parser.node, parser.filename,
+                                  use_feel=use_feel)  # fmt: skip
+        items.append(f"{target!r}: ({source})")
+    return "{" + ", ".join(items) + "}"
+
+
+def _throws_message(node: etree._Element) -> bool:
+    return bool(node.xpath("./bpmn:messageEventDefinition", namespaces=_ZEEBE))
 
 
 class _StartEventParser(_SignalParsing, SpiffStartEventParser):
     pass
 
 
-class _EndEventParser(_SignalParsing, SpiffEndEventParser):
-    """Spiff reads no signal on an end event: a signal end event would end silently, signalling nothing."""
+class _EndEventParser(_MessagePublishing, _SignalParsing, SpiffEndEventParser):
+    """Spiff reads no signal on an end event: a signal end event would end silently, signalling nothing.
+    A message end event sends through the platform, then ends its path."""
 
     def create_task(self) -> Any:
+        if _throws_message(self.node):
+            task = self._publish_task(MessageEndEvent)
+            task.connect(self.spec.end)
+            return task
         event_definition = self.get_event_definition([
             MESSAGE_EVENT_XPATH, CANCEL_EVENT_XPATH, ERROR_EVENT_XPATH, ESCALATION_EVENT_XPATH,
             TERMINATION_EVENT_XPATH, SIGNAL_EVENT_XPATH,
@@ -201,8 +294,16 @@ class _IntermediateCatchEventParser(_SignalParsing, SpiffIntermediateCatchEventP
     pass
 
 
-class _IntermediateThrowEventParser(_SignalParsing, SpiffIntermediateThrowEventParser):
-    pass
+class _IntermediateThrowEventParser(_MessagePublishing, _SignalParsing, SpiffIntermediateThrowEventParser):
+    def create_task(self) -> Any:
+        if _throws_message(self.node):
+            return self._publish_task(MessageThrowEvent)
+        return super().create_task()
+
+
+class _SendTaskParser(_MessagePublishing, SpiffSendTaskParser):
+    def create_task(self) -> Any:
+        return self._publish_task(MessageSendTask)
 
 
 class _BoundaryEventParser(_SignalParsing, SpiffBoundaryEventParser):
@@ -219,6 +320,7 @@ class AIMatrixParser(SpiffBpmnParser):
         full_tag("intermediateCatchEvent"): (_IntermediateCatchEventParser, IntermediateCatchEvent),
         full_tag("intermediateThrowEvent"): (_IntermediateThrowEventParser, IntermediateThrowEvent),
         full_tag("boundaryEvent"): (_BoundaryEventParser, BoundaryEvent),
+        full_tag("sendTask"): (_SendTaskParser, MessageSendTask),
     }
 
     def __init__(self, validate_schema: bool = True, *, feel: bool = True) -> None:

@@ -28,7 +28,7 @@ from SpiffWorkflow.util.task import TaskState
 from bpmn.definitions import timer_definitions
 from bpmn.parser import ProcessSpec
 from bpmn.script_engine import RestrictedScriptEngine
-from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
+from bpmn.specs import ExternalServiceTask, MessagePublishTask, SandboxedScriptTask
 
 # SpiffWorkflow treats an untyped `bpmn:task` as manual work, like SpiffArena: it waits in the inbox.
 HUMAN_TASK_TYPES = ("UserTask", "ManualTask", "NoneTask")
@@ -148,7 +148,9 @@ def _deadline(task: Task, timer: TimerEventDefinition) -> datetime | None:
 
 def complete_service_task(task: Task, result: Any) -> None:
     spec: ExternalServiceTask = task.task_spec
-    if spec.output_mappings:
+    if isinstance(spec, MessagePublishTask):
+        pass  # the receipt (who got it) is in the audit history; the process data stays as it was
+    elif spec.output_mappings:
         scope = result if isinstance(result, dict) else {"result": result}
         engine = task.workflow.script_engine
         for source, target in spec.output_mappings:

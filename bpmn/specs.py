@@ -38,6 +38,26 @@ class ExternalServiceTask(ServiceTask):
         return None
 
 
+class MessagePublishTask(ExternalServiceTask):
+    """Sends a BPMN message through the platform (the `message.publish` operator, params `name`,
+    `correlation_key`, `variables`): to the instances waiting for it and the processes it starts.
+    Like a service task it waits, STARTED, until the message is delivered; one that reaches nobody is
+    retried, then becomes an incident on the element. Its receipt is in the audit history, not the data.
+    """
+
+
+class MessageSendTask(MessagePublishTask):
+    """A send task."""
+
+
+class MessageThrowEvent(MessagePublishTask):
+    """A message intermediate throw event."""
+
+
+class MessageEndEvent(MessagePublishTask):
+    """A message end event: it sends, then ends its path."""
+
+
 class ExternalServiceTaskConverter(ServiceTaskConverter):
     def to_dict(self, spec: ExternalServiceTask) -> dict[str, Any]:
         dct: dict[str, Any] = super().to_dict(spec)

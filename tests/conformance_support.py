@@ -96,7 +96,8 @@ UNSUPPORTED_FEATURES = {
     "message": _NEEDS_MESSAGES,
     "message_boundary": _NEEDS_MESSAGES,
     "message_boundary_noninterrupting": _NEEDS_MESSAGES,
-    "send_task": "send tasks (throwing messages) are refused by the deployer",
+    "send_task": "send tasks publish to other participants, which the case driver does not run "
+    "(tests/test_message_send.py covers them)",
     "correlation": "Spiff correlation properties are refused by the deployer",
     "event_gw": _NEEDS_MESSAGES,
     "multiple_event": "multiple events: the case waits for a message or a signal the driver does not send",

@@ -74,7 +74,9 @@ async def test_thrown_signals_reach_other_instances_and_start_processes(api: htt
     assert thrown == [("throw_go", "line_go"), ("end_done", "line_done")]  # the end event signals too
     sent = {r["data"]["name"]: r["data"] for r in history if r["action"] == "signal.broadcast"}
     assert sent["line_go"]["delivered"][waiter] == ["wait_go"]
-    [started] = sent["line_done"]["started"]  # the signal start event of signal_started
+    # the signal start event of signal_started (other tests may deploy more processes starting on it)
+    keys = {i: (await api.get(f"/instances/{i}")).json()["definition_key"] for i in sent["line_done"]["started"]}
+    [started] = [i for i, key in keys.items() if key == "signal_started"]
     report = await wait_for(api, started, "completed")
     assert report["completed"] == ["on_done", "end_s"]
     assert (await api.get(f"/instances/{started}")).json()["definition_key"] == "signal_started"

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.message_publish import MessagePublisher
 from activities.projection import ProjectionActivities
 from activities.scheduled_start import ScheduledStarts
 from activities.signal_broadcast import SignalBroadcaster
@@ -61,6 +62,7 @@ def build_worker(
     # the engine queue's name, so the instances a timer start event's schedule starts run here too
     starts = ScheduledStarts(client, session_factory, task_queue)
     broadcaster = SignalBroadcaster(client, session_factory, task_queue)
+    publisher = MessagePublisher(client, session_factory, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
@@ -70,6 +72,7 @@ def build_worker(
             projection.write_audit,
             starts.start_scheduled,
             broadcaster.broadcast_signal,
+            publisher.publish,
         ],
         workflow_runner=workflow_runner(),
     )

@@ -44,6 +44,9 @@ START_SCHEDULED_ACTIVITY = "engine.start_scheduled"
 # A signal thrown in an instance reaches the other instances and the signal start events
 # (BroadcastSignalInput → SignalBroadcast), from the engine worker.
 BROADCAST_SIGNAL_ACTIVITY = "engine.broadcast_signal"
+# Send tasks and message throw and end events: ServiceTaskInput with params name, correlation_key,
+# variables → the receipt {message, correlation_key, delivered, started}, on the engine queue.
+MESSAGE_PUBLISH_ACTIVITY = "message.publish"
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"

@@ -42,6 +42,7 @@ from workflows.contracts import (
     INVALID_FORM_DATA,
     INVALID_VARIABLES,
     MESSAGE_NOT_WAITING,
+    MESSAGE_PUBLISH_ACTIVITY,
     MODEL_ERROR,
     SCRIPT_ACTIVITY,
     SIGNAL_NOT_WAITING,
@@ -292,6 +293,8 @@ class ProcessEngine:
         except SpiffWorkflowException as err:
             self._inbox.append(("service_failure", task_id, _describe(err)))
             return
+        if operator == MESSAGE_PUBLISH_ACTIVITY and params.get("correlation_key") is None:
+            params["correlation_key"] = self._input.business_key  # as receivers without a key expression match
         retries = None if script else spec.retries
         attempts = retries + 1 if isinstance(retries, int) else route.max_attempts
         task_queue = route.task_queue

@@ -14,9 +14,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
+from activities.message_publish import PARALLEL_DELIVERIES, deliver_message
 from api.deps import OperatorUser, OpsReader, StateDep, TemporalDep
 from api.errors import responses
 from api.launch import launch
@@ -29,11 +29,9 @@ from api.schemas import (
 )
 from store import audit
 from store import messages as message_store
-from workflows.contracts import DELIVER_MESSAGE_UPDATE, DeliverMessageInput, DeliverMessageResult
+from workflows.contracts import DeliverMessageInput
 
 router = APIRouter(tags=["messages"])
-
-_PARALLEL_DELIVERIES = 16
 
 
 @router.post(
@@ -55,7 +53,7 @@ async def publish_message(
             return waiting, message_store.starters(session, name=body.name, tenant=user.tenant)
 
     waiting, starters = await run_in_threadpool(lookup)
-    gate = asyncio.Semaphore(_PARALLEL_DELIVERIES)
+    gate = asyncio.Semaphore(PARALLEL_DELIVERIES)
     message = DeliverMessageInput(body.name, body.correlation_key, body.variables, user.subject)
 
     async def deliver(instance_id: str) -> MessageDelivered | None:
@@ -116,15 +114,5 @@ def list_subscriptions(
 
 
 async def _deliver(temporal: Client, instance_id: str, message: DeliverMessageInput) -> MessageDelivered | None:
-    handle = temporal.get_workflow_handle(instance_id)
-    try:
-        result: DeliverMessageResult = await handle.execute_update(
-            DELIVER_MESSAGE_UPDATE, message, result_type=DeliverMessageResult
-        )
-    except WorkflowUpdateFailedError:
-        return None  # it stopped waiting since the projection was written
-    except RPCError as err:
-        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            return None  # the instance ended meanwhile
-        raise
-    return MessageDelivered(instance_id=instance_id, element_id=result.element_id)
+    element_id = await deliver_message(temporal, instance_id, message)
+    return MessageDelivered(instance_id=instance_id, element_id=element_id) if element_id else None

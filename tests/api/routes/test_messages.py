@@ -175,11 +175,14 @@ _NAMED = '<bpmn:message id="m" name="ping" />'
 
 async def test_message_models_the_engine_cannot_run_are_refused_at_deploy(api: httpx.AsyncClient) -> None:
     cases = {
-        "throw": (
+        "unsafe payload": (
             _NAMED,
             '<bpmn:intermediateThrowEvent id="x"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
-            '<bpmn:messageEventDefinition messageRef="m" /></bpmn:intermediateThrowEvent>',
-            "throwing a message",
+            '<bpmn:messageEventDefinition messageRef="m"><bpmn:extensionElements><spiffworkflow:messagePayload '
+            'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core">__import__("os")'
+            "</spiffworkflow:messagePayload></bpmn:extensionElements></bpmn:messageEventDefinition>"
+            "</bpmn:intermediateThrowEvent>",
+            "parameter 'variables'",
         ),
         "no message": (
             "",
@@ -194,11 +197,10 @@ async def test_message_models_the_engine_cannot_run_are_refused_at_deploy(api: h
             '<bpmn:messageEventDefinition messageRef="m" /></bpmn:intermediateCatchEvent>',
             "correlation key",
         ),
-        "send task": (
+        "send task without a message": (
             _NAMED,
-            '<bpmn:sendTask id="x" messageRef="m"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
-            "</bpmn:sendTask>",
-            "send tasks",
+            '<bpmn:sendTask id="x"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:sendTask>',
+            "needs a messageRef",
         ),
     }
     for label, (messages, element, expected) in cases.items():
