@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import keyword
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
-from bpmn import feel, forms, human_tasks, messages, model_code, signals
+from bpmn import feel, forms, human_tasks, juel, messages, model_code, signals
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
@@ -66,6 +67,20 @@ _ISO_LITERAL = re.compile(
     r"|\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?"
     r")(/.+)?$"
 )
+
+# A cron expression (Camunda 7 timers, Quartz style: 5 to 7 fields of digits, * ? / , - L W # and names)
+_CRON = re.compile(r"^(\S+\s+){4,6}\S+$")
+_CRON_FIELD = re.compile(r"^[0-9*?/,\-LW#A-Za-z]+$")
+
+
+def _is_cron(text: str) -> bool:
+    fields = text.split()
+    return (
+        _CRON.match(text) is not None
+        and all(_CRON_FIELD.match(f) and not keyword.iskeyword(f) for f in fields)
+        and any(ch in f for f in fields for ch in "0123456789*?")
+    )
+
 
 # Looks like an ISO literal someone meant to write (P..., R3/P..., a date) rather than an expression.
 # "R-1/PT1M" is Python too (R - 1 / PT1M), but never a number a timer could use: treat it as a cycle.
@@ -130,9 +145,10 @@ def quote_iso_timers(specs: list[Any]) -> None:
 
 
 def translate_feel(specs: list[Any]) -> None:
-    """Camunda 8 writes sequence flow conditions and timers in FEEL too (`=amount > 100`): translate
-    them for the restricted evaluator. What falls outside the supported subset is kept on the spec
-    (`feel_problems`), for the deploy check to report with the element and line."""
+    """Camunda 8 writes sequence flow conditions and timers in FEEL too (`=amount > 100`), Camunda 7 in
+    JUEL (`${amount > 100}`, bpmn/juel.py): translate them for the restricted evaluator. What falls
+    outside the supported subsets (and cron timers) is kept on the spec (`feel_problems`), for the
+    deploy check to report with the element and line."""
     for spec in specs:
         for task_spec in spec.task_specs.values():
             problems: list[str] = []
@@ -143,6 +159,11 @@ def translate_feel(specs: list[Any]) -> None:
                         condition.args = [feel.to_python(source[1:])]
                     except feel.FeelError as err:
                         problems.append(f"the condition of the flow to '{target}': FEEL {source!r}: {err}")
+                elif juel.is_juel(source):
+                    try:
+                        condition.args = [juel.to_python(source)]
+                    except juel.JuelError as err:
+                        problems.append(f"the condition of the flow to '{target}': JUEL {source!r}: {err}")
             for timer in timer_definitions(getattr(task_spec, "event_definition", None)):
                 source = (timer.expression or "").strip()
                 if source.startswith("="):
@@ -150,6 +171,16 @@ def translate_feel(specs: list[Any]) -> None:
                         timer.expression = feel.to_python(source[1:])
                     except feel.FeelError as err:
                         problems.append(f"timer: FEEL {source!r}: {err}")
+                elif juel.is_juel(source):
+                    try:
+                        timer.expression = juel.to_python(source)
+                    except juel.JuelError as err:
+                        problems.append(f"timer: JUEL {source!r}: {err}")
+                elif _is_cron(source):
+                    problems.append(
+                        f"cron timer {source!r} is not supported: write an ISO 8601 cycle (e.g. R/PT24H), or a "
+                        "date or duration"
+                    )
             if problems:
                 task_spec.feel_problems = problems
 

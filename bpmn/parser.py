@@ -39,7 +39,7 @@ from SpiffWorkflow.spiff.parser.event_parsers import (
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import ScriptTaskParser, ServiceTaskParser
 
-from bpmn import activity_options, determinism, feel, human_tasks
+from bpmn import activity_options, camunda8, determinism, feel, human_tasks, ordered_outputs
 from bpmn.signals import PlatformSignalEventDefinition
 from bpmn.specs import (
     ExternalServiceTask,
@@ -51,6 +51,7 @@ from bpmn.specs import (
 )
 
 determinism.install()
+ordered_outputs.install()
 
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
 _ZEEBE = {"zeebe": ZEEBE_NS, "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL"}
@@ -336,6 +337,8 @@ class AIMatrixParser(SpiffBpmnParser):
     def add_bpmn_xml(self, bpmn: etree._Element, filename: str | None = None) -> None:
         """Raises human_tasks.SettingsError for a user task setting that cannot be read."""
         super().add_bpmn_xml(bpmn, filename)
+        # after the schema check, before Spiff reads the processes (it does so lazily)
+        camunda8.rewrite(bpmn, filename, feel=self.feel)
         found = human_tasks.read(bpmn, feel=self.feel)
         self.human.tasks.update(found.tasks)
         self.human.escalations.update(found.escalations)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import keyword
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition as 
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
+from bpmn import ordered_outputs, pruning
 from bpmn.definitions import timer_definitions
 from bpmn.parser import ProcessSpec
 from bpmn.script_engine import RestrictedScriptEngine
@@ -50,23 +52,30 @@ def new_workflow(
     """`inline_scripts=False`: script tasks wait, STARTED, for the sandbox pool to run them."""
     engine = RestrictedScriptEngine(inline_scripts=inline_scripts)
     workflow = BpmnWorkflow(process.spec, process.subprocess_specs, script_engine=engine)
+    setattr(workflow, ordered_outputs.ORDERED, True)  # the engine turns it off for older histories
     if variables:
         workflow.get_tasks(state=TaskState.READY)[0].set_data(**variables)
     return workflow
 
 
-def run_engine(workflow: BpmnWorkflow) -> None:
-    """Run every engine task (scripts, gateways, events) until only external work is left.
+def run_engine(workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None = None) -> list[str]:
+    """Run every engine task (scripts, gateways, events) until only external work is left; the ids
+    of the finished tasks cut from a deep tree on the way (bpmn/pruning.py; `before_cut` is called
+    before each cut, and False stops it).
 
     `do_engine_steps` refreshes timers at the end, which can make more tasks ready; waiting
     conditional events are checked again here (Spiff refreshes only timers), so a condition that
-    became true since the last pass (its data changed) fires now.
+    became true since the last pass (its data changed) fires now. A pass also stops where Spiff's
+    iterator stops seeing tasks (depth 1,000): after a cut it goes on.
     """
+    pruner = pruning.Pruner(workflow, before_cut)
     while True:
-        workflow.do_engine_steps()
+        workflow.do_engine_steps(did_complete_task=pruner.after_task)
         _refresh_conditions(workflow)
+        if pruner.prune():
+            continue
         if not any(not t.task_spec.manual for t in workflow.get_tasks(state=TaskState.READY)):
-            return
+            return pruner.removed
 
 
 def _refresh_conditions(workflow: BpmnWorkflow) -> None:
@@ -215,9 +224,10 @@ def active_elements(workflow: BpmnWorkflow) -> list[str]:
 
 
 def completed_elements(workflow: BpmnWorkflow) -> list[str]:
-    """Element ids that completed, in the order their tasks last changed state."""
+    """Element ids that completed, in the order their tasks last changed state (those of a cut-off
+    part of the tree first: they completed before what is left)."""
     tasks = sorted(workflow.get_tasks(state=TaskState.COMPLETED), key=lambda t: t.last_state_change)
-    return _unique(element_id(t) for t in tasks)
+    return _unique([*pruning.pruned_completed(workflow), *(element_id(t) for t in tasks)])
 
 
 def _unique(ids: Any) -> list[str]:

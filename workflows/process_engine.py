@@ -29,7 +29,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from bpmn import forms, human_tasks, messages, runtime, signals
+from bpmn import forms, human_tasks, messages, ordered_outputs, runtime, signals
 from bpmn.definitions import load_process
 from workflows import task_rules
 from workflows.contracts import (
@@ -84,6 +84,8 @@ _SYNC_TIMEOUT = timedelta(seconds=30)
 # signal was thrown, and the instance ends only once it has gone out.
 _BROADCAST_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _SCRIPT_SANDBOX_PATCH = "script-tasks-in-sandbox"
+_PRUNE_PATCH = "prune-deep-task-trees"
+_ORDERED_OUTPUTS_PATCH = "ordered-multi-instance-outputs"
 
 
 class _Failure(Exception):
@@ -128,6 +130,8 @@ class ProcessEngine:
             actor=self._input.started_by,
             data={"variables": self._input.variables, "business_key": self._input.business_key},
         )
+        # Parallel multi-instance results in input order; histories from before kept completion order.
+        setattr(self._bw, ordered_outputs.ORDERED, workflow.patched(_ORDERED_OUTPUTS_PATCH))
         # the input routes `sandbox.script` exactly when the process has script tasks
         if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
             # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
@@ -188,7 +192,8 @@ class ProcessEngine:
         try:
             for kind, task_id, payload in inbox:
                 self._apply(kind, task_id, payload)
-            runtime.run_engine(self._bw)
+            for task_id in runtime.run_engine(self._bw, self._before_cut):
+                self._seen.pop(task_id, None)  # recorded already; the task is gone for good
         except SpiffWorkflowException as err:
             _reraise_temporal(err)
             raise _Failure(_describe(err)) from None
@@ -198,6 +203,14 @@ class ProcessEngine:
         self._record_transitions()
         self._broadcast_thrown()
         self._epoch += 1
+
+    def _before_cut(self) -> bool:
+        """A deep task tree is about to lose its finished chain (bpmn/pruning.py): record what those
+        tasks did first. Histories recorded before the engine cut trees replay uncut."""
+        if not workflow.patched(_PRUNE_PATCH):
+            return False
+        self._record_transitions()
+        return True
 
     def _apply(self, kind: str, task_id: str, payload: Any) -> None:
         if kind == "sync":

@@ -1,0 +1,100 @@
+"""Camunda 8 extensions that say what standard BPMN says in its own elements, rewritten into those
+elements before SpiffWorkflow reads a process (after the schema check: the upload itself is kept as
+it came).
+
+- `zeebe:calledElement processId="child"` on a call activity: the `calledElement` attribute.
+- `zeebe:loopCharacteristics` on a multi-instance marker: `inputCollection="=items"` and
+  `inputElement="item"` become `loopDataInputRef` and `inputDataItem`; `outputCollection` and
+  `outputElement="=result"` become `loopDataOutputRef` and `outputDataItem`.
+
+Only names are taken: a collection, element or process given as any other expression is refused at
+deploy, naming the element and the expression, rather than read as something else.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+
+from bpmn import feel
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
+_NS = {"bpmn": BPMN_NS, "zeebe": ZEEBE_NS}
+# children of multiInstanceLoopCharacteristics, in the order the BPMN schema requires
+_MI_ORDER = ("loopCardinality", "loopDataInputRef", "loopDataOutputRef", "inputDataItem", "outputDataItem",
+             "complexBehaviorDefinition", "completionCondition")  # fmt: skip
+
+
+def rewrite(root: etree._Element, filename: str | None, *, feel: bool = True) -> None:
+    for activity in root.xpath("//bpmn:callActivity[not(@calledElement)]", namespaces=_NS):
+        called = activity.xpath("./bpmn:extensionElements/zeebe:calledElement", namespaces=_NS)
+        if called:
+            process_id = _name(
+                called[0].get("processId", ""), "zeebe:calledElement processId", activity, filename, feel
+            )
+            activity.set("calledElement", process_id)
+    for marker in root.xpath("//bpmn:multiInstanceLoopCharacteristics", namespaces=_NS):
+        found = marker.xpath("./bpmn:extensionElements/zeebe:loopCharacteristics", namespaces=_NS)
+        if found:
+            _loop(marker, found[0], filename, feel)
+
+
+def _loop(marker: etree._Element, zeebe: etree._Element, filename: str | None, use_feel: bool) -> None:
+    owner = marker.getparent()
+    added: dict[str, etree._Element] = {}
+    collection = zeebe.get("inputCollection")
+    if collection:
+        added["loopDataInputRef"] = _text(
+            "loopDataInputRef", _name(collection, "inputCollection", owner, filename, use_feel)
+        )
+    element = zeebe.get("inputElement")
+    if element:
+        name = _name(element, "inputElement", owner, filename, use_feel)
+        added["inputDataItem"] = etree.Element(f"{{{BPMN_NS}}}inputDataItem", id=name, name=name)
+    output = zeebe.get("outputCollection")
+    if output:
+        added["loopDataOutputRef"] = _text(
+            "loopDataOutputRef", _name(output, "outputCollection", owner, filename, use_feel)
+        )
+    result = zeebe.get("outputElement")
+    if result:
+        name = _name(result, "outputElement", owner, filename, use_feel)
+        added["outputDataItem"] = etree.Element(f"{{{BPMN_NS}}}outputDataItem", id=name, name=name)
+    for tag, node in added.items():
+        if marker.find(f"{{{BPMN_NS}}}{tag}") is not None:
+            continue  # the standard element, where the model has both, wins
+        later = [marker.find(f"{{{BPMN_NS}}}{t}") for t in _MI_ORDER[_MI_ORDER.index(tag) + 1 :]]
+        following = next((n for n in later if n is not None), None)
+        if following is not None:
+            following.addprevious(node)
+        else:
+            marker.append(node)
+
+
+def _text(tag: str, value: str) -> etree._Element:
+    node = etree.Element(f"{{{BPMN_NS}}}{tag}")
+    node.text = value
+    return node
+
+
+def _name(value: str, what: str, owner: etree._Element | None, filename: str | None, use_feel: bool) -> str:
+    """A variable or process name, written plain or as a FEEL name (`=items`)."""
+    text = value.strip()
+    if text.startswith("="):
+        source = text[1:].strip()
+        try:
+            translated = feel.to_python(source) if use_feel else source
+        except feel.FeelError:
+            translated = ""
+        if translated.startswith(("'", '"')) and translated[1:-1].isidentifier():
+            return translated[1:-1]  # a FEEL string literal: ="child"
+        text = translated
+    if not text.replace("-", "_").replace(".", "_").isidentifier():
+        raise ValidationException(
+            f"{what} {value!r} is not supported: only a name is (a variable, or the called process id), "
+            "not an expression",
+            node=owner,
+            file_name=filename,
+        )
+    return text

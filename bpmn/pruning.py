@@ -1,0 +1,122 @@
+"""Keeping a long-running instance's task tree shallow.
+
+SpiffWorkflow keeps every task an instance ever ran, as a chain: each loop iteration hangs below the
+one before. Two things follow. Every engine pass walks the whole tree, so a step costs more the longer
+an instance has run (about 8,500 steps/s at 13 tasks, 650 at 750); and its task iterator stops at depth
+1,000, so past ~500 loop iterations an instance reports completed while a task is still ready, with its
+data lost. Here, once the live tokens sit deep enough, the finished chain above them is cut off: the
+nearest finished common ancestor of every live task becomes the root's only child. Nothing live changes
+(ids, data, states, order); the elements that completed in the cut part are remembered for
+`completed_elements`, and their subprocess instances are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+
+# Cut when a live task is deeper than this; what stays above the live tokens is short, so a pass
+# walks at most about this many finished tasks however long the instance ran.
+PRUNE_DEPTH = 24
+# Inside a pass (inline scripts can loop thousands of times in one), look again every so many tasks.
+CHECK_EVERY = 8
+_PRUNED = "aimatrix_pruned_completed"  # attribute of the top workflow: element id → None, in order
+
+
+def pruned_completed(workflow: BpmnWorkflow) -> list[str]:
+    """Elements that completed in parts of the tree cut off, first completion first."""
+    return list(getattr(workflow.top_workflow, _PRUNED, {}))
+
+
+def prune(workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None = None) -> list[str]:
+    """Cut the finished chains above the live tokens of the instance and of its active subprocesses,
+    where they are deep. `before_cut` is called before each cut, only when there is something to cut:
+    False stops it (the engine records what the tasks did first, and asks Temporal whether this
+    history may be cut). The ids of the tasks removed."""
+    removed: list[str] = []
+    for each in [workflow, *workflow.get_active_subprocesses()]:
+        cut = _cut_point(each)
+        if cut is None:
+            continue
+        if before_cut is not None and not before_cut():
+            return removed
+        removed.extend(_cut(workflow, each, cut))
+    return removed
+
+
+class Pruner:
+    """Prunes one workflow during and between engine passes; collects the ids of removed tasks."""
+
+    def __init__(self, workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None) -> None:
+        self._workflow = workflow
+        self._before_cut = before_cut
+        self._since = 0
+        self.removed: list[str] = []
+
+    def after_task(self, task: Task) -> None:
+        """Spiff's `did_complete_task` callback of `do_engine_steps`."""
+        self._since += 1
+        if self._since >= CHECK_EVERY:
+            self.prune()
+
+    def prune(self) -> bool:
+        self._since = 0
+        cut = prune(self._workflow, self._before_cut)
+        self.removed.extend(cut)
+        return bool(cut)
+
+
+def _cut_point(workflow: Any) -> Task | None:
+    """The finished task to become the root's only child, or None if the tree is shallow enough."""
+    live = [t for t in workflow.tasks.values() if not t.has_state(TaskState.FINISHED_MASK)]
+    if not live:
+        return None
+    chain: list[Task] = []  # root … first live task
+    node: Task | None = live[0]
+    while node is not None:
+        chain.append(node)
+        node = node.parent
+    chain.reverse()
+    if len(chain) <= PRUNE_DEPTH:
+        return None
+    position = {task.id: index for index, task in enumerate(chain)}
+    lowest = len(chain) - 1
+    for task in live[1:]:
+        node = task
+        while node is not None and node.id not in position:
+            node = node.parent
+        lowest = min(lowest, position[node.id] if node is not None else 0)
+    while lowest > 0 and not chain[lowest].has_state(TaskState.FINISHED_MASK):
+        lowest -= 1
+    if lowest < PRUNE_DEPTH // 2:
+        return None  # the live tokens do not share a deep finished ancestor: nothing worth cutting
+    return chain[lowest]
+
+
+def _cut(top: BpmnWorkflow, workflow: Any, keep: Task) -> list[str]:
+    root = workflow.task_tree
+    kept = {root.id}
+    stack = [keep]
+    while stack:
+        task = stack.pop()
+        kept.add(task.id)
+        stack.extend(task.children)
+    dropped = [task for task_id, task in workflow.tasks.items() if task_id not in kept]
+    completed = getattr(top.top_workflow, _PRUNED, None)
+    if completed is None:
+        completed = {}
+        setattr(top.top_workflow, _PRUNED, completed)
+    for task in sorted(dropped, key=lambda t: t.last_state_change):
+        if task.has_state(TaskState.COMPLETED) and getattr(task.task_spec, "bpmn_id", None):
+            completed.setdefault(task.task_spec.bpmn_id)
+    for task in dropped:
+        if task.id in top.top_workflow.subprocesses:
+            top.top_workflow.delete_subprocess(task)
+        del workflow.tasks[task.id]
+    root._children = [keep.id]
+    keep._parent = root.id
+    return [str(task.id) for task in dropped]

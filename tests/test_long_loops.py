@@ -1,0 +1,60 @@
+"""Loops that run long: SpiffWorkflow's task tree grows by a chain link per step, its iterator stops
+at depth 1,000 (a loop past ~500 iterations "completes" with a task still ready and its data lost),
+and each pass walks the whole tree. The engine cuts the finished chain above the live tokens
+(bpmn/pruning.py): a 5,000-iteration loop ends right, with a tree that stays small."""
+
+from __future__ import annotations
+
+import httpx
+from temporalio.client import Client
+
+from bpmn import pruning, runtime
+from bpmn.definitions import content_hash, load_process
+from bpmn.parser import ProcessSpec
+from tests.helpers import DATA, completed_history, deploy, start, wait_for
+
+
+def _loop() -> ProcessSpec:
+    files = {"counting_loop.bpmn": (DATA / "counting_loop.bpmn").read_text()}
+    return load_process(files, "counting_loop", content_hash(files))
+
+
+def test_plain_spiffworkflow_loses_a_loop_past_its_iterator_depth() -> None:
+    # why the engine prunes: without it, 600 iterations "complete" with the data gone
+    workflow = runtime.new_workflow(_loop(), {"i": 0, "n": 600})
+    workflow.do_engine_steps()
+    assert workflow.is_completed() and runtime.variables(workflow) != {"i": 600, "n": 600}
+
+
+def test_a_5000_iteration_loop_completes_with_its_data() -> None:
+    workflow = runtime.new_workflow(_loop(), {"i": 0, "n": 5000})
+    removed = runtime.run_engine(workflow)
+    assert workflow.completed
+    assert runtime.variables(workflow) == {"i": 5000, "n": 5000}
+    assert runtime.completed_elements(workflow) == ["start", "count", "more", "end"]
+    assert len(workflow.tasks) < 2 * pruning.PRUNE_DEPTH  # ~10,000 tasks ran; few are kept
+    assert len(removed) > 9_000
+
+
+def test_a_cut_recovers_a_loop_spiffworkflow_stopped_seeing() -> None:
+    workflow = runtime.new_workflow(_loop(), {"i": 0, "n": 2000})
+    workflow.do_engine_steps()  # stops where its iterator stops, ~500 iterations in, the rest unseen
+    assert not workflow.completed and len(workflow.tasks) > 900
+    assert pruning.prune(workflow, before_cut=lambda: False) == []  # refused: nothing cut
+    assert len(pruning.prune(workflow)) > 900 and len(workflow.tasks) < 2 * pruning.PRUNE_DEPTH
+    runtime.run_engine(workflow)
+    assert workflow.completed and runtime.variables(workflow) == {"i": 2000, "n": 2000}
+    assert runtime.completed_elements(workflow) == ["start", "count", "more", "end"]
+
+
+async def test_a_loop_past_the_cut_depth_runs_on_the_platform(api: httpx.AsyncClient, client: Client) -> None:
+    await deploy(api, DATA / "counting_loop.bpmn")
+    instance = await start(api, "counting_loop", {"i": 0, "n": 70})  # cuts about every 10 iterations
+    done = await wait_for(api, instance, "completed", timeout=120)
+    assert done["variables"] == {"i": 70, "n": 70}
+    assert done["completed"] == ["start", "count", "more", "end"]
+    history = await completed_history(api, instance)
+    assert sum(r["action"] == "element.completed" and r["element_id"] == "count" for r in history) == 70
+    events = (await client.get_workflow_handle(instance).fetch_history()).events
+    markers = [e.marker_recorded_event_attributes for e in events if e.HasField("marker_recorded_event_attributes")]
+    assert any("prune-deep-task-trees" in str(m.details) for m in markers)  # histories before it replay uncut
