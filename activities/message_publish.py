@@ -16,11 +16,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.event_starts import EventStarts
+from activities.instance_updates import update_if_waiting
 from bpmn.runtime import check_variables
 from store import messages as message_store
 from workflows.contracts import (
@@ -37,20 +37,9 @@ NOT_DELIVERED = "MessageNotDelivered"
 
 
 async def deliver_message(client: Client, instance_id: str, message: DeliverMessageInput) -> str | None:
-    """Hand the message to the instance through its update: the element that got it, or None when the
-    instance no longer waits for it (the projection was stale) or has ended."""
-    handle = client.get_workflow_handle(instance_id)
-    try:
-        result: DeliverMessageResult = await handle.execute_update(
-            DELIVER_MESSAGE_UPDATE, message, result_type=DeliverMessageResult
-        )
-    except WorkflowUpdateFailedError:
-        return None  # it stopped waiting since the projection was written
-    except RPCError as err:
-        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            return None  # the instance ended meanwhile
-        raise
-    return result.element_id
+    """Hand the message to the instance: the element that got it, or None when it no longer waits."""
+    result = await update_if_waiting(client, instance_id, DELIVER_MESSAGE_UPDATE, message, DeliverMessageResult)
+    return result.element_id if result is not None else None
 
 
 class MessagePublisher:

@@ -16,10 +16,10 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from activities.event_starts import EventStarts
+from activities.instance_updates import update_if_waiting
 from store import signals as signal_store
 from store.messages import Starter
 from workflows.contracts import (
@@ -66,18 +66,8 @@ class SignalBroadcaster:
             return waiting, signal_store.starters(session, name=inp.name, tenant=inp.tenant)
 
     async def _deliver(self, instance_id: str, signal: DeliverSignalInput) -> SignalDelivered | None:
-        handle = self._client.get_workflow_handle(instance_id)
-        try:
-            result: DeliverSignalResult = await handle.execute_update(
-                DELIVER_SIGNAL_UPDATE, signal, result_type=DeliverSignalResult
-            )
-        except WorkflowUpdateFailedError:
-            return None  # it stopped waiting since the projection was written
-        except RPCError as err:
-            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-                return None  # the instance ended meanwhile
-            raise
-        return SignalDelivered(instance_id=instance_id, element_ids=result.element_ids)
+        result = await update_if_waiting(self._client, instance_id, DELIVER_SIGNAL_UPDATE, signal, DeliverSignalResult)
+        return SignalDelivered(instance_id=instance_id, element_ids=result.element_ids) if result else None
 
     async def _start(self, inp: BroadcastSignalInput, starter: Starter, actor: str) -> SignalStarted | None:
         instance_id = str(uuid.uuid5(_SIGNAL_STARTS, f"{inp.origin}\x00{starter.key}"))

@@ -24,6 +24,8 @@ _NS = {"bpmn": BPMN_NS, "zeebe": ZEEBE_NS}
 # children of multiInstanceLoopCharacteristics, in the order the BPMN schema requires
 _MI_ORDER = ("loopCardinality", "loopDataInputRef", "loopDataOutputRef", "inputDataItem", "outputDataItem",
              "complexBehaviorDefinition", "completionCondition")  # fmt: skip
+_LOOP_FIELDS = (("inputCollection", "loopDataInputRef"), ("inputElement", "inputDataItem"),
+                ("outputCollection", "loopDataOutputRef"), ("outputElement", "outputDataItem"))  # fmt: skip
 
 
 def rewrite(root: etree._Element, filename: str | None, *, feel: bool = True) -> None:
@@ -43,24 +45,16 @@ def rewrite(root: etree._Element, filename: str | None, *, feel: bool = True) ->
 def _loop(marker: etree._Element, zeebe: etree._Element, filename: str | None, use_feel: bool) -> None:
     owner = marker.getparent()
     added: dict[str, etree._Element] = {}
-    collection = zeebe.get("inputCollection")
-    if collection:
-        added["loopDataInputRef"] = _text(
-            "loopDataInputRef", _name(collection, "inputCollection", owner, filename, use_feel)
-        )
-    element = zeebe.get("inputElement")
-    if element:
-        name = _name(element, "inputElement", owner, filename, use_feel)
-        added["inputDataItem"] = etree.Element(f"{{{BPMN_NS}}}inputDataItem", id=name, name=name)
-    output = zeebe.get("outputCollection")
-    if output:
-        added["loopDataOutputRef"] = _text(
-            "loopDataOutputRef", _name(output, "outputCollection", owner, filename, use_feel)
-        )
-    result = zeebe.get("outputElement")
-    if result:
-        name = _name(result, "outputElement", owner, filename, use_feel)
-        added["outputDataItem"] = etree.Element(f"{{{BPMN_NS}}}outputDataItem", id=name, name=name)
+    for attribute, tag in _LOOP_FIELDS:
+        value = zeebe.get(attribute)
+        if not value:
+            continue
+        name = _name(value, attribute, owner, filename, use_feel)
+        if tag.endswith("Ref"):
+            added[tag] = etree.Element(f"{{{BPMN_NS}}}{tag}")
+            added[tag].text = name  # the collection: a variable name
+        else:
+            added[tag] = etree.Element(f"{{{BPMN_NS}}}{tag}", id=name, name=name)  # Spiff names the item by id
     for tag, node in added.items():
         if marker.find(f"{{{BPMN_NS}}}{tag}") is not None:
             continue  # the standard element, where the model has both, wins
@@ -70,12 +64,6 @@ def _loop(marker: etree._Element, zeebe: etree._Element, filename: str | None, u
             following.addprevious(node)
         else:
             marker.append(node)
-
-
-def _text(tag: str, value: str) -> etree._Element:
-    node = etree.Element(f"{{{BPMN_NS}}}{tag}")
-    node.text = value
-    return node
 
 
 def _name(value: str, what: str, owner: etree._Element | None, filename: str | None, use_feel: bool) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from store.models import Definition, MessageStartEvent, MessageSubscriptionRow
 from store.tenancy import scoped
@@ -122,12 +122,19 @@ class Starter:
 def starters(session: Session, *, name: str, tenant: str | None = None) -> list[Starter]:
     """Definitions whose latest version starts on this message (as in Camunda, older versions' message
     start events are replaced by the newest one's)."""
+    return latest_starters(session, MessageStartEvent.definition_id, MessageStartEvent.message_name == name, tenant)
+
+
+def latest_starters(
+    session: Session, definition_id: InstrumentedAttribute[int], matches: ColumnElement[bool], tenant: str | None
+) -> list[Starter]:
+    """Definitions whose latest version has a start event row (`definition_id`) that `matches`."""
     latest = select(Definition.key, func.max(Definition.version).label("version")).group_by(Definition.key).subquery()
     query = (
         select(Definition.key, Definition.version)
         .join(latest, (Definition.key == latest.c.key) & (Definition.version == latest.c.version))
-        .join(MessageStartEvent, MessageStartEvent.definition_id == Definition.id)
-        .where(MessageStartEvent.message_name == name)
+        .join(definition_id.class_, definition_id == Definition.id)
+        .where(matches)
     )
     rows = session.execute(scoped(query, Definition.tenant, tenant).order_by(Definition.key))
     return [Starter(key, version) for key, version in rows]

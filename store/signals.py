@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.messages import Starter
-from store.models import Definition, MessageSubscriptionRow, SignalStartEvent
+from store.messages import Starter, latest_starters
+from store.models import MessageSubscriptionRow, SignalStartEvent
 from store.tenancy import scoped
 
 
@@ -26,12 +26,4 @@ def waiting_instances(
 
 def starters(session: Session, *, name: str, tenant: str | None = None) -> list[Starter]:
     """Definitions whose latest version starts on this signal."""
-    latest = select(Definition.key, func.max(Definition.version).label("version")).group_by(Definition.key).subquery()
-    query = (
-        select(Definition.key, Definition.version)
-        .join(latest, (Definition.key == latest.c.key) & (Definition.version == latest.c.version))
-        .join(SignalStartEvent, SignalStartEvent.definition_id == Definition.id)
-        .where(SignalStartEvent.signal_name == name)
-    )
-    rows = session.execute(scoped(query, Definition.tenant, tenant).order_by(Definition.key))
-    return [Starter(key, version) for key, version in rows]
+    return latest_starters(session, SignalStartEvent.definition_id, SignalStartEvent.signal_name == name, tenant)
