@@ -344,13 +344,35 @@ def _element_at(root: etree._Element | None, line: int | None) -> str | None:
     return found.get("id") if found is not None else None
 
 
+_MISSING_PROCESS = re.compile(r"^The process '(?P<name>[^']*)' was not found")
+
+
 def _spiff_error(err: SpiffWorkflowException, upload: _Upload, fallback_file: str) -> ModelError:
     file_name = getattr(err, "file_name", "") or fallback_file
     element_id = getattr(err, "id", None) or getattr(getattr(err, "task_spec", None), "bpmn_id", None)
+    message = str(err.args[0]) if err.args else str(err)
+    missing = _MISSING_PROCESS.match(message)
+    if element_id is None and missing is not None:
+        # Spiff names the process a call activity calls, not the call activity: find it
+        element_id, file_name = _caller_of(missing["name"], upload) or (None, file_name)
     line = getattr(err, "line_number", None) or _line_of(upload.roots.get(file_name), element_id)
     element_id = element_id or _element_at(upload.roots.get(file_name), line)
-    message = str(err.args[0]) if err.args else str(err)
     return ModelError(file_name, element_id or None, line if isinstance(line, int) else None, message)
+
+
+def _caller_of(process_id: str, upload: _Upload) -> tuple[str, str] | None:
+    """(element id, file) of a call activity that calls `process_id`."""
+    for name, root in upload.roots.items():
+        for activity in root.iter(f"{{{BPMN_NS}}}callActivity"):
+            called = activity.get("calledElement") or "".join(
+                activity.xpath("./bpmn:extensionElements/zeebe:calledElement/@processId", namespaces=_CALL_NS)
+            )
+            if called.strip().lstrip("=").strip().strip("\"'") == process_id and activity.get("id"):
+                return str(activity.get("id")), name
+    return None
+
+
+_CALL_NS = {"bpmn": BPMN_NS, "zeebe": "http://camunda.org/schema/zeebe/1.0"}
 
 
 def _check_code(

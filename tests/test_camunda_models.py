@@ -64,6 +64,12 @@ async def test_what_cannot_be_read_the_same_is_refused_naming_the_expression(api
             "</bpmn:callActivity>",
             "zeebe:calledElement processId '=concat(a, b)' is not supported",
         ),
+        "missing": (
+            '<bpmn:callActivity id="x"><bpmn:extensionElements><zeebe:calledElement processId="nowhere" />'
+            "</bpmn:extensionElements><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>"
+            "</bpmn:callActivity>",
+            "The process 'nowhere' was not found",
+        ),
         "loop": (
             '<bpmn:task id="x"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
             "<bpmn:multiInstanceLoopCharacteristics><bpmn:extensionElements><zeebe:loopCharacteristics "

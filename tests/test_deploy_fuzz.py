@@ -376,7 +376,7 @@ def corpus() -> dict[str, etree._Element]:
             renamed[str(process.get("id"))] = DEFINITIONS_PREFIX + str(process.get("id"))
             process.set("id", renamed[str(process.get("id"))])
         for element in root.iter():
-            for attribute in ("calledElement", "bpmnElement", "processRef"):
+            for attribute in ("calledElement", "bpmnElement", "processRef", "processId"):
                 if element.get(attribute) in renamed:
                     element.set(attribute, renamed[str(element.get(attribute))])
         for operator in root.xpath("//zeebe:taskDefinition[@type]", namespaces=NS):
