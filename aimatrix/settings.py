@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, alias="AIMATRIX_API_PORT")
     # Comma-separated worker pools `aimatrix run` starts (empty: all); a smaller set keeps a small machine usable.
     pools: str = Field(default="", alias="AIMATRIX_POOLS")
+    # Events one run of an instance's history may reach before it continues as new (None: 8,000, which
+    # keeps every run under Temporal's 10,240-event warning); smaller values make runs shorter.
+    history_limit: int | None = Field(default=None, ge=200, le=40_000, alias="AIMATRIX_HISTORY_LIMIT")
+    # Payloads larger than this many bytes are kept in the database, the history holding their digest
+    # (aimatrix/claim_check.py): Temporal refuses payloads over 2 MB.
+    payload_offload_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=1_500_000, alias="AIMATRIX_PAYLOAD_OFFLOAD_BYTES"
+    )
     # Upload limits: lxml's own limits are far above what a process model needs.
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, alias="AIMATRIX_MAX_UPLOAD_BYTES")
     max_xml_elements: int = Field(default=50_000, alias="AIMATRIX_MAX_XML_ELEMENTS")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client, TLSConfig
+import dataclasses
 
+import temporalio.converter
+from temporalio.client import Client, TLSConfig
+from temporalio.converter import DataConverter
+
+from aimatrix.claim_check import ClaimCheckCodec
 from aimatrix.settings import Settings, get_settings
+from store.db import make_engine, make_session_factory
 
 
 async def connect(settings: Settings | None = None) -> Client:
@@ -20,4 +26,14 @@ async def connect(settings: Settings | None = None) -> Client:
         namespace=settings.temporal_namespace,
         tls=tls,
         api_key=settings.temporal_api_key,
+        data_converter=data_converter(settings),
     )
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Temporal's default converter, with large payloads kept in the platform database."""
+    codec = ClaimCheckCodec(
+        lambda: make_session_factory(make_engine(settings.resolved_database_url)),
+        threshold=settings.payload_offload_bytes,
+    )
+    return dataclasses.replace(temporalio.converter.default(), payload_codec=codec)

@@ -87,7 +87,7 @@ async def launch(
             lambda: start_input(
                 instance_id=instance_id, key=key, version=found_version, digest=digest, files=files,
                 variables=variables, business_key=business_key, started_by=actor, start_message=start_message,
-                tenant=owner, feel=feel,
+                tenant=owner, feel=feel, history_limit=state.settings.history_limit,
             )
         )  # fmt: skip
     except MessageStartOnly as how:

@@ -9,6 +9,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.instance_updates import update_current_run
 from workflows.contracts import INVALID_FORM_DATA, INVALID_VARIABLES, TASK_FORBIDDEN
 
 R = TypeVar("R")
@@ -28,7 +29,7 @@ async def execute_update(
     no longer open, a task someone else claimed, an instance not running), or an instance that has
     ended → 409 naming `subject`. Other RPC errors reach the app's 503 handler."""
     try:
-        result: R = await handle.execute_update(update, arg, id=update_id, result_type=result_type)
+        result: R = await update_current_run(handle, update, arg, result_type=result_type, update_id=update_id)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == INVALID_VARIABLES:

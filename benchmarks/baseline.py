@@ -23,6 +23,7 @@ BENCH_TASK_QUEUE = "bench"
 BENCH_OPERATOR = "bench.step"
 BASELINE_TASK_QUEUE = "bench-baseline"
 BASELINE_WORKFLOW = "BenchBaselineWorkflow"
+BASELINE_LOOP_WORKFLOW = "BenchBaselineLoopWorkflow"
 
 # Registered as the `bench` pool before the model is validated, so both workflows read one config.
 BENCH_POOL = PoolConfig(task_queue=BENCH_TASK_QUEUE)
@@ -71,3 +72,47 @@ class BaselineWorkflow:
                 result_type=dict,
             )
         return variables
+
+
+@dataclass
+class BaselineLoopInput:
+    total: int
+    i: int = 0
+    chunk: int = 1_000  # iterations per run: a hand-written loop continues as new to bound its history
+
+
+@workflow.defn(name=BASELINE_LOOP_WORKFLOW)
+class BaselineLoopWorkflow:
+    """The hand-written equivalent of benchmarks/long_loop.bpmn: `bench.step` until the counter reaches
+    `total`, continuing as new every `chunk` iterations."""
+
+    @workflow.run
+    async def run(self, inp: BaselineLoopInput) -> int:
+        pool = BENCH_POOL
+        i = inp.i
+        for _ in range(inp.chunk):
+            if i >= inp.total:
+                return i
+            result = await workflow.execute_activity(
+                BENCH_OPERATOR,
+                ServiceTaskInput(
+                    operator=BENCH_OPERATOR,
+                    params={"n": i + 1},
+                    instance_id=workflow.info().workflow_id,
+                    definition_key="baseline_loop",
+                    element_id="step",
+                    task_id=str(i),
+                ),
+                task_queue=pool.task_queue,
+                start_to_close_timeout=pool.start_to_close,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=pool.max_attempts,
+                    initial_interval=pool.initial_interval,
+                    backoff_coefficient=pool.backoff,
+                ),
+                result_type=dict,
+            )
+            i = int(result["n"])
+        if i >= inp.total:
+            return i
+        workflow.continue_as_new(BaselineLoopInput(inp.total, i, inp.chunk))

@@ -812,6 +812,7 @@ def start_input(
     feel: bool = True,
     start_timer: str | None = None,
     start_signal: str | None = None,
+    history_limit: int | None = None,
 ) -> ProcessInput:
     """Everything a ProcessWorkflow needs, including the routes of the operators it calls. `feel`:
     the definition's `=` expressions are FEEL (False for versions deployed before FEEL was read).
@@ -837,6 +838,7 @@ def start_input(
         feel=feel,
         start_timer=start_timer,
         start_signal=start_signal,
+        history_limit=history_limit,
     )
 
 

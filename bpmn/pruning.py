@@ -32,6 +32,12 @@ def pruned_completed(workflow: BpmnWorkflow) -> list[str]:
     return list(getattr(workflow.top_workflow, _PRUNED, {}))
 
 
+def remember_completed(workflow: BpmnWorkflow, element_ids: list[str]) -> None:
+    """A restored instance (bpmn/snapshot.py) knows again what its cut-off parts completed."""
+    if element_ids:
+        setattr(workflow.top_workflow, _PRUNED, dict.fromkeys(element_ids))
+
+
 def prune(workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None = None) -> list[str]:
     """Cut the finished chains above the live tokens of the instance and of its active subprocesses,
     where they are deep. `before_cut` is called before each cut, only when there is something to cut:

@@ -13,12 +13,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.http_connector import HttpConnector
 from activities.script_sandbox import ScriptSandbox
 from aimatrix.binaries import temporal_cli
 from aimatrix.settings import Settings
+from aimatrix.temporal import data_converter
 from api.main import create_app
 from store.db import make_engine, make_session_factory, migrate
 from workers import connector as connector_worker
@@ -84,8 +86,10 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-def client(temporal_env: WorkflowEnvironment) -> Client:
-    return temporal_env.client
+def client(temporal_env: WorkflowEnvironment, settings: Settings) -> Client:
+    """A client as the platform's processes make them: large payloads kept in the test database."""
+    env = temporal_env.client
+    return Client(env.service_client, namespace=env.namespace, data_converter=data_converter(settings))
 
 
 @pytest.fixture(scope="session")
@@ -122,25 +126,31 @@ async def workers(client: Client, session_factory: sessionmaker[Session]) -> Asy
 
 
 async def replay_all(client: Client) -> None:
-    await replay_histories([h async for h in client.list_workflows("WorkflowType = 'ProcessWorkflow'").map_histories()])
+    histories = [h async for h in client.list_workflows("WorkflowType = 'ProcessWorkflow'").map_histories()]
+    await replay_histories(histories, client.data_converter)
 
 
-async def replay_histories(histories: list[WorkflowHistory]) -> None:
+async def replay_histories(histories: list[WorkflowHistory], converter: DataConverter | None = None) -> None:
     if os.environ.get("AIMATRIX_RECORD_HISTORIES"):
         _record(histories)
-    failures = await engine_worker.replay_failures(histories)
+    failures = await engine_worker.replay_failures(histories, converter)
     assert not failures, f"non-deterministic replays: {failures}"
 
 
 def _record(histories: list[WorkflowHistory]) -> None:
-    """Write one completed history per definition to tests/histories/ (see tests/test_replay.py)."""
+    """Write one completed history per definition to tests/histories/ (see tests/test_replay.py); for
+    instances that continued as new, also their first run and their completing run."""
     target = Path(__file__).parent / "histories"
     for history in histories:
         first = history.events[0].workflow_execution_started_event_attributes
-        key = json.loads(first.input.payloads[0].data)["definition_key"]
+        started = json.loads(first.input.payloads[0].data)
+        key, resumed = started["definition_key"], started.get("resume") is not None
         last = history.events[-1]
+        # a run that continued as new, and the run that completed an instance continued so, are kept apart
         if last.HasField("workflow_execution_completed_event_attributes"):
-            (target / f"{key}.json").write_text(history.to_json())
+            (target / f"{key}{'_resumed' if resumed else ''}.json").write_text(history.to_json())
+        elif last.HasField("workflow_execution_continued_as_new_event_attributes") and not resumed:
+            (target / f"{key}_continued.json").write_text(history.to_json())
 
 
 @pytest.fixture(scope="session")

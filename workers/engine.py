@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 
+import temporalio.converter
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -40,12 +42,16 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-async def replay_failures(histories: Iterable[WorkflowHistory]) -> dict[str, str]:
+async def replay_failures(
+    histories: Iterable[WorkflowHistory], data_converter: DataConverter | None = None
+) -> dict[str, str]:
     """Replay ProcessWorkflow histories against this code, as a worker would: run id → what diverged.
+    `data_converter`: the platform's (aimatrix/temporal.py) where histories hold large payloads by reference.
 
     Empty means every history replays deterministically (the tests, and `make chaos`, require that).
     """
-    replayer = Replayer(workflows=[ProcessWorkflow], workflow_runner=workflow_runner())
+    converter = data_converter or temporalio.converter.default()
+    replayer = Replayer(workflows=[ProcessWorkflow], workflow_runner=workflow_runner(), data_converter=converter)
 
     async def each() -> AsyncIterator[WorkflowHistory]:
         for history in histories:

@@ -123,6 +123,32 @@ class ProcessInput:
     feel: bool = False
     # the signal start event that starts it; the signal's variables are `variables`
     start_signal: str | None = None
+    # A run continues as new once its history reaches this many events (None: the engine's default,
+    # workflows/history_budget.py), so no run's history nears Temporal's limits.
+    history_limit: int | None = None
+    # Set by the run before, when this run continues an instance: where it was (the start event and
+    # the variables above are then history, not orders).
+    resume: EngineSnapshot | None = None
+
+
+@dataclass
+class EngineSnapshot:
+    """What one run of an instance hands the next when it continues as new: SpiffWorkflow's state
+    (bpmn/snapshot.py) and the engine's own bookkeeping, so the next run goes on as if it were the
+    same one: the same task ids, audit numbering, open tasks and incidents, nothing published twice."""
+
+    spiff: str
+    run: int  # runs before this one
+    open_tasks: list[OpenTask] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    subscriptions: list[MessageSubscription] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)  # task id → last transition recorded
+    audit_seq: int = 0
+    dispatches: dict[str, int] = field(default_factory=dict)
+    completers: dict[str, list[str]] = field(default_factory=dict)
+    details: dict[str, list[Any]] = field(default_factory=dict)  # task id → [actor, data]
+    signal_seq: int = 0
+    signals_in: int = 0
 
 
 @dataclass

@@ -29,7 +29,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from bpmn import forms, human_tasks, messages, ordered_outputs, runtime, signals
+from bpmn import forms, human_tasks, messages, ordered_outputs, runtime, signals, snapshot
 from bpmn.definitions import load_process
 from workflows import task_rules
 from workflows.contracts import (
@@ -59,6 +59,7 @@ from workflows.contracts import (
     DeliverMessageResult,
     DeliverSignalInput,
     DeliverSignalResult,
+    EngineSnapshot,
     Incident,
     MessageSubscription,
     OpenTask,
@@ -73,6 +74,7 @@ from workflows.contracts import (
     SyncTasksInput,
     TaskAssigned,
 )
+from workflows.history_budget import DEFAULT_LIMIT, HistoryBudget
 
 # Audit entries wait for the next projection write; past this many they are written on their own.
 _AUDIT_BUFFER = 200
@@ -86,6 +88,7 @@ _BROADCAST_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_in
 _SCRIPT_SANDBOX_PATCH = "script-tasks-in-sandbox"
 _PRUNE_PATCH = "prune-deep-task-trees"
 _ORDERED_OUTPUTS_PATCH = "ordered-multi-instance-outputs"
+_CONTINUE_PATCH = "continue-as-new"
 
 
 class _Failure(Exception):
@@ -96,7 +99,10 @@ class ProcessEngine:
     def __init__(self, inp: ProcessInput) -> None:
         self._input = inp
         process = load_process(inp.files, inp.definition_key, inp.definition_hash, feel=inp.feel)
-        self._bw = runtime.new_workflow(process, inp.variables)
+        resume = inp.resume
+        self._bw = snapshot.load(resume.spiff, process) if resume else runtime.new_workflow(process, inp.variables)
+        self._budget = HistoryBudget(inp.history_limit or DEFAULT_LIMIT)
+        self._draining = False  # this run's history is spent: start nothing new, then continue as new
         self._status = "running"
         self._error: str | None = None
         self._open: dict[str, OpenTask] = {}
@@ -123,21 +129,46 @@ class ProcessEngine:
         self._signal_seq = 0  # signals thrown so far: names each broadcast's activity
         self._signals_in = 0  # signals delivered from outside so far
         self._signal_reached: dict[int, list[str]] = {}  # delivery number → the elements it reached
+        if resume is not None:
+            self._resume(resume)
+
+    def _resume(self, resume: EngineSnapshot) -> None:
+        """Go on where the run before left off. It published everything before it continued, so
+        what it held open is what the inbox and the subscription projection show already."""
+        self._open = {t.id: t for t in resume.open_tasks}
+        self._published = set(self._open)
+        self._incidents = {i.id: i for i in resume.incidents}
+        self._published_incidents = set(self._incidents)
+        self._subscriptions = {s.task_id: s for s in resume.subscriptions}
+        self._published_subscriptions = set(self._subscriptions)
+        self._seen = dict(resume.seen)
+        self._audit_seq = resume.audit_seq
+        self._dispatches = dict(resume.dispatches)
+        self._completers = {k: list(v) for k, v in resume.completers.items()}
+        self._details = {k: (v[0], v[1]) for k, v in resume.details.items()}
+        self._signal_seq = resume.signal_seq
+        self._signals_in = resume.signals_in
 
     async def run(self) -> ProcessResult:
-        self._record(
-            "instance.started",
-            actor=self._input.started_by,
-            data={"variables": self._input.variables, "business_key": self._input.business_key},
-        )
-        # Parallel multi-instance results in input order; histories from before kept completion order.
-        setattr(self._bw, ordered_outputs.ORDERED, workflow.patched(_ORDERED_OUTPUTS_PATCH))
+        resume = self._input.resume
+        if resume is None:
+            self._record(
+                "instance.started",
+                actor=self._input.started_by,
+                data={"variables": self._input.variables, "business_key": self._input.business_key},
+            )
+            # Parallel multi-instance results in input order; histories from before kept completion order.
+            setattr(self._bw, ordered_outputs.ORDERED, workflow.patched(_ORDERED_OUTPUTS_PATCH))
+        else:
+            self._record("instance.continued", data={"run": resume.run + 1})
         # the input routes `sandbox.script` exactly when the process has script tasks
         if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
             # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
             self._bw.script_engine.inline_scripts = False
         try:
-            if self._input.start_message is not None:
+            if resume is not None:
+                pass  # it started long ago: its start event is history
+            elif self._input.start_message is not None:
                 self._start_by_message(self._input.start_message)
             elif self._input.start_timer is not None:
                 if not messages.start_by_element(self._bw, self._input.start_timer):
@@ -153,6 +184,8 @@ class ProcessEngine:
                 await self._publish_tasks()
                 if self._bw.completed:
                     break
+                if self._quiet():
+                    await self._continue_as_new()
                 await self._wait()
             await self._signals_sent()
         except asyncio.CancelledError:
@@ -197,12 +230,57 @@ class ProcessEngine:
         except SpiffWorkflowException as err:
             _reraise_temporal(err)
             raise _Failure(_describe(err)) from None
+        if not self._draining and self._budget.spent(workflow.info().get_current_history_length()):
+            self._may_continue()
         self._reconcile_activities()
         self._reconcile_human_tasks()
         self._reconcile_subscriptions()
         self._record_transitions()
         self._broadcast_thrown()
         self._epoch += 1
+
+    def _may_continue(self) -> bool:
+        """This run's history is spent: drain it (histories recorded before runs continued as new
+        replay as they ran, one run)."""
+        if not self._draining and workflow.patched(_CONTINUE_PATCH):
+            self._draining = True
+        return self._draining
+
+    def _quiet(self) -> bool:
+        """A draining run with nothing in flight: no activity, no broadcast, no update half-handled,
+        nothing queued. What it holds now is all in its state."""
+        return (
+            self._draining
+            and not self._inbox
+            and all(pending.done() for pending in self._activities.values())
+            and all(sent.done() for sent in self._broadcasts)
+            and workflow.all_handlers_finished()
+        )
+
+    async def _continue_as_new(self) -> None:
+        """Hand the instance to a fresh run with SpiffWorkflow's state, once the audit entries of this
+        one are written (a completed instance's last entries travel in its result; these would not)."""
+        if self._audit:
+            await self._write_audit()
+            if not self._quiet():
+                return  # something arrived meanwhile: the main loop takes it, then comes back here
+        runs = self._input.resume.run + 1 if self._input.resume else 1
+        state = EngineSnapshot(
+            spiff=snapshot.dump(self._bw),
+            run=runs,
+            open_tasks=list(self._open.values()),
+            incidents=list(self._incidents.values()),
+            subscriptions=list(self._subscriptions.values()),
+            seen=dict(self._seen),
+            audit_seq=self._audit_seq,
+            dispatches=dict(self._dispatches),
+            completers=dict(self._completers),
+            details={k: [actor, data] for k, (actor, data) in self._details.items()},
+            signal_seq=self._signal_seq,
+            signals_in=self._signals_in,
+        )
+        # the start orders and variables are history now; the snapshot holds the data
+        workflow.continue_as_new(dataclasses.replace(self._input, variables={}, resume=state))
 
     def _before_cut(self) -> bool:
         """A deep task tree is about to lose its finished chain (bpmn/pruning.py): record what those
@@ -287,9 +365,18 @@ class ProcessEngine:
         for incident_id, incident in list(self._incidents.items()):
             if incident.task_id not in started:
                 del self._incidents[incident_id]  # resolved by the process itself (boundary event)
+        held = {incident.task_id for incident in self._incidents.values()}  # wait for an operator's retry
+        in_flight = sum(not pending.done() for pending in self._activities.values())
         for task_id, task in started.items():
-            if task_id not in self._activities:
-                self._activities[task_id] = asyncio.create_task(self._call_service(task_id, task))
+            if task_id in self._activities or task_id in held:
+                continue
+            if self._draining or not HistoryBudget.pending_room(in_flight):
+                continue  # the next run starts it, or the next pass once others have finished
+            length = workflow.info().get_current_history_length()
+            if not self._budget.fits(length, in_flight) and self._may_continue():
+                continue  # it would write past the ceiling: this run drains and continues as new
+            self._activities[task_id] = asyncio.create_task(self._call_service(task_id, task))
+            in_flight += 1
 
     async def _call_service(self, task_id: str, task: Any) -> None:
         spec = task.task_spec
@@ -637,19 +724,22 @@ class ProcessEngine:
         elif self._audit and len(self._audit) >= audit_threshold:
             # a long run of service tasks with nothing else to publish keeps the buffer bounded; an
             # instance that fails or is cancelled has no result to carry its last entries
-            audit, self._audit = self._audit, []
-            await workflow.execute_activity(
-                AUDIT_ACTIVITY,
-                AuditBatch(
-                    self._input.instance_id,
-                    self._input.definition_key,
-                    self._input.version,
-                    audit,
-                    tenant=self._input.tenant,
-                ),
-                start_to_close_timeout=_SYNC_TIMEOUT,
-            )
+            await self._write_audit()
         self._synced_epoch = epoch
+
+    async def _write_audit(self) -> None:
+        audit, self._audit = self._audit, []
+        await workflow.execute_activity(
+            AUDIT_ACTIVITY,
+            AuditBatch(
+                self._input.instance_id,
+                self._input.definition_key,
+                self._input.version,
+                audit,
+                tenant=self._input.tenant,
+            ),
+            start_to_close_timeout=_SYNC_TIMEOUT,
+        )
 
     async def _wait(self) -> None:
         deadline = runtime.next_timer_deadline(self._bw)
@@ -657,7 +747,7 @@ class ProcessEngine:
         if deadline is not None:
             timeout = max(deadline - workflow.now(), timedelta(0)) + _TIMER_SLACK
         with contextlib.suppress(TimeoutError):  # on timeout a timer is due: the next pass fires it
-            await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
+            await workflow.wait_condition(lambda: bool(self._inbox) or self._quiet(), timeout=timeout)
 
     async def _close_everything(self, outcome: str) -> None:
         for pending in self._activities.values():
