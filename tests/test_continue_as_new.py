@@ -146,6 +146,21 @@ async def test_a_wide_parallel_multi_instance_spreads_over_runs_in_input_order(
     assert len(runs) >= 2 and max(length for _, length in runs) <= CEILING, runs
 
 
+async def test_a_1000_way_parallel_multi_instance_completes_in_bounded_runs(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    # at the default limit (8,000 events) 1,000 activities in flight fit one run: all start at once
+    await deploy(api, DATA / "echo_each.bpmn")
+    items = list(range(1000))
+    with http_server() as (base_url, requests):
+        instance = await start(api, "echo_each", {"items": items, "base_url": base_url})
+        done = await wait_for(api, instance, "completed", timeout=240)
+    assert [answer["json"]["echo"]["n"] for answer in done["variables"]["answers"]] == items
+    assert sorted(r["json"]["n"] for r in requests) == items
+    runs = await _runs(client, instance)
+    assert max(length for _, length in runs) <= HistoryBudget().ceiling, runs
+
+
 def _in_memory(variables: dict[str, Any], approval: dict[str, Any]) -> dict[str, Any]:
     files = {"loop_beside_approval.bpmn": (DATA / "loop_beside_approval.bpmn").read_text()}
     workflow = runtime.new_workflow(load_process(files, "loop_beside_approval", content_hash(files)), variables)

@@ -29,7 +29,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from bpmn import forms, human_tasks, messages, ordered_outputs, runtime, signals, snapshot
+from bpmn import batched_updates, forms, human_tasks, messages, ordered_outputs, runtime, signals, snapshot
 from bpmn.definitions import load_process
 from workflows import task_rules
 from workflows.contracts import (
@@ -89,6 +89,7 @@ _SCRIPT_SANDBOX_PATCH = "script-tasks-in-sandbox"
 _PRUNE_PATCH = "prune-deep-task-trees"
 _ORDERED_OUTPUTS_PATCH = "ordered-multi-instance-outputs"
 _CONTINUE_PATCH = "continue-as-new"
+_BATCH_PATCH = "batched-service-results"
 
 
 class _Failure(Exception):
@@ -222,9 +223,15 @@ class ProcessEngine:
 
     def _advance(self) -> None:
         inbox, self._inbox = self._inbox, []
+        # Results of concurrent activities arrive together (a wide multi-instance): Spiff's refresh of
+        # waiting tasks runs once for them, not once each (bpmn/batched_updates.py)
+        batched = sum(kind == "service_result" for kind, _, _ in inbox) > 1 and workflow.patched(_BATCH_PATCH)
         try:
-            for kind, task_id, payload in inbox:
-                self._apply(kind, task_id, payload)
+            with batched_updates.deferred(self._bw, enabled=batched):
+                for kind, task_id, payload in inbox:
+                    if kind != "service_result":
+                        batched_updates.flush(self._bw)  # anything else sees the state as it is
+                    self._apply(kind, task_id, payload)
             for task_id in runtime.run_engine(self._bw, self._before_cut):
                 self._seen.pop(task_id, None)  # recorded already; the task is gone for good
         except SpiffWorkflowException as err:
