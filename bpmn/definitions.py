@@ -273,6 +273,12 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         ):
             # nothing would ever evaluate it: an instance would wait at its start for good
             message = "conditional start events are not supported: start the instance when the condition holds"
+        if local == "startEvent" and _in_event_subprocess(element) and not _defined_start(element):
+            message = (
+                "error, escalation and none start events of event subprocesses are not supported: "
+                "SpiffWorkflow 3.2 reads them as none start events and runs the event subprocess as soon as "
+                "the process starts; catch the error or escalation with a boundary event on a subprocess"
+            )
         if local == "process" and not (element.get("id") or "").strip():
             # the process id is the definition's key: without one the store failed with a 500
             message = "a process needs an id: it is the key the definition is deployed and started by"
@@ -281,6 +287,21 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         owner = element if element.get("id") and not local.endswith("Definition") else parent
         element_id = owner.get("id") if owner is not None else None
         errors.append(ModelError(name, element_id, element.sourceline, message))
+
+
+def _in_event_subprocess(start: etree._Element) -> bool:
+    parent = start.getparent()
+    return (
+        parent is not None
+        and etree.QName(parent).localname == "subProcess"
+        and ((parent.get("triggeredByEvent") or "").strip().lower() == "true")
+    )
+
+
+def _defined_start(start: etree._Element) -> bool:
+    """A start event whose definition is refused (or run) by its own rule: message, signal, timer, conditional."""
+    kinds = ("messageEventDefinition", "signalEventDefinition", "timerEventDefinition", "conditionalEventDefinition")
+    return any(etree.QName(child).localname in kinds for child in start if isinstance(child.tag, str))
 
 
 _MESSAGE_CATCHERS = ("intermediateCatchEvent", "boundaryEvent", "startEvent")

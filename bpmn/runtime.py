@@ -16,6 +16,10 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
+    ErrorEventDefinition,
+    EscalationEventDefinition,
+)
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     TimerEventDefinition,
@@ -58,10 +62,15 @@ def new_workflow(
     return workflow
 
 
-def run_engine(workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None = None) -> list[str]:
+def run_engine(
+    workflow: BpmnWorkflow,
+    before_cut: Callable[[], bool] | None = None,
+    on_uncaught: Callable[[list[str]], None] | None = None,
+) -> list[str]:
     """Run every engine task (scripts, gateways, events) until only external work is left; the ids
     of the finished tasks cut from a deep tree on the way (bpmn/pruning.py; `before_cut` is called
-    before each cut, and False stops it).
+    before each cut, and False stops it). `on_uncaught` is called right after a task threw an error
+    nothing caught (`uncaught_errors`), before anything else runs: raising there stops the pass.
 
     `do_engine_steps` refreshes timers at the end, which can make more tasks ready; waiting
     conditional events are checked again here (Spiff refreshes only timers), so a condition that
@@ -69,8 +78,17 @@ def run_engine(workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None = N
     iterator stops seeing tasks (depth 1,000): after a cut it goes on.
     """
     pruner = pruning.Pruner(workflow, before_cut)
+    top = workflow.top_workflow
+
+    def after_task(task: Task) -> None:
+        pruner.after_task(task)
+        if on_uncaught is not None and top.bpmn_events:
+            errors = uncaught_errors(workflow)
+            if errors:
+                on_uncaught(errors)
+
     while True:
-        workflow.do_engine_steps(did_complete_task=pruner.after_task)
+        workflow.do_engine_steps(did_complete_task=after_task)
         _refresh_conditions(workflow)
         if pruner.prune():
             continue
@@ -199,6 +217,43 @@ def throw_bpmn_error(task: Task, code: str, message: str) -> bool:
         top.bpmn_events.remove(event)
         return False
     return True
+
+
+def uncaught_errors(workflow: BpmnWorkflow) -> list[str]:
+    """Errors thrown in the last pass that nothing caught, described (their element, code and name).
+
+    SpiffWorkflow keeps such an event aside (`bpmn_events`) and goes on: an error end event nobody
+    catches ends its subprocess as a plain end event would, and the instance completes. Taken out
+    here, for the engine to fail the instance. Uncaught escalations are dropped: in BPMN (and Camunda)
+    an escalation nobody catches has no effect.
+    """
+    top = workflow.top_workflow
+    errors = [e for e in top.bpmn_events if isinstance(e.event_definition, ErrorEventDefinition)]
+    escalations = [e for e in top.bpmn_events if isinstance(e.event_definition, EscalationEventDefinition)]
+    if not errors and not escalations:
+        return []
+    top.bpmn_events = [e for e in top.bpmn_events if e not in errors and e not in escalations]
+    described = []
+    for event in errors:
+        definition = event.event_definition
+        code = getattr(definition, "code", None) or definition.name
+        thrower = _latest_thrower(workflow, code)
+        where = f"end event '{thrower}'" if thrower else "an error end event"
+        name = f" ({definition.name})" if definition.name and definition.name != code else ""
+        described.append(f"{where} threw error '{code}'{name}, and no boundary event caught it")
+    return described
+
+
+def _latest_thrower(workflow: BpmnWorkflow, code: str) -> str | None:
+    throwers = [
+        t
+        for t in workflow.get_tasks(state=TaskState.COMPLETED)
+        if isinstance(getattr(t.task_spec, "event_definition", None), ErrorEventDefinition)
+        and (getattr(t.task_spec.event_definition, "code", None) or t.task_spec.event_definition.name) == code
+        and not isinstance(t.task_spec, BoundaryEvent)
+    ]
+    latest = max(throwers, key=lambda t: t.last_state_change, default=None)
+    return element_id(latest) if latest is not None else None
 
 
 def set_variables(workflow: BpmnWorkflow, values: dict[str, Any]) -> None:

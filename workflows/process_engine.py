@@ -90,6 +90,7 @@ _PRUNE_PATCH = "prune-deep-task-trees"
 _ORDERED_OUTPUTS_PATCH = "ordered-multi-instance-outputs"
 _CONTINUE_PATCH = "continue-as-new"
 _BATCH_PATCH = "batched-service-results"
+_UNCAUGHT_PATCH = "uncaught-errors-fail"
 
 
 class _Failure(Exception):
@@ -232,7 +233,7 @@ class ProcessEngine:
                     if kind != "service_result":
                         batched_updates.flush(self._bw)  # anything else sees the state as it is
                     self._apply(kind, task_id, payload)
-            for task_id in runtime.run_engine(self._bw, self._before_cut):
+            for task_id in runtime.run_engine(self._bw, self._before_cut, self._uncaught):
                 self._seen.pop(task_id, None)  # recorded already; the task is gone for good
         except SpiffWorkflowException as err:
             _reraise_temporal(err)
@@ -288,6 +289,12 @@ class ProcessEngine:
         )
         # the start orders and variables are history now; the snapshot holds the data
         workflow.continue_as_new(dataclasses.replace(self._input, variables={}, resume=state))
+
+    def _uncaught(self, errors: list[str]) -> None:
+        """An error nothing caught fails the instance where it was thrown (SpiffWorkflow would end its
+        subprocess as a plain end event and go on). Histories from before ran on, as they did."""
+        if workflow.patched(_UNCAUGHT_PATCH):
+            raise _Failure("; ".join(errors))
 
     def _before_cut(self) -> bool:
         """A deep task tree is about to lose its finished chain (bpmn/pruning.py): record what those
