@@ -103,6 +103,29 @@ async def test_an_open_task_waits_through_runs_and_completes_in_the_last(
     assert max(length for _, length in await _runs(client, instance)) <= CEILING
 
 
+async def test_a_message_reaches_a_subscription_made_runs_before(short_runs: httpx.AsyncClient, client: Client) -> None:
+    await deploy(short_runs, DATA / "loop_beside_receive.bpmn")
+    instance = await start(short_runs, "loop_beside_receive", {"i": 0, "n": 100}, business_key="LBR-1")
+    for _ in range(600):
+        state = (await short_runs.get(f"/instances/{instance}")).json()
+        if state["variables"].get("i") == 100:
+            break
+        await asyncio.sleep(0.1)
+    runs = await _runs(client, instance)
+    assert len(runs) >= 3 and runs[-1][0] == WorkflowExecutionStatus.RUNNING, runs
+    assert "go_ahead" in state["active"]  # its subscription waits (so does the join)
+
+    message = {"name": "go-ahead", "correlation_key": "LBR-1", "variables": {"ok": 1}}
+    sent = await short_runs.post("/messages", json=message)
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["delivered"] == [{"instance_id": instance, "element_id": "go_ahead"}]
+    done = await wait_for(short_runs, instance, "completed")
+    assert "go_ahead" in done["completed"]
+    history = await completed_history(short_runs, instance)
+    assert [r["element_id"] for r in history if r["action"] == "message.received"] == ["go_ahead"]
+    _sequence_unbroken(history)
+
+
 async def test_an_incident_waits_through_runs_and_is_retried_in_a_later_one(
     short_runs: httpx.AsyncClient, client: Client
 ) -> None:
@@ -172,6 +195,17 @@ def _in_memory(variables: dict[str, Any], approval: dict[str, Any]) -> dict[str,
     assert workflow.completed
     result: dict[str, Any] = runtime.variables(workflow)
     return result
+
+
+def test_a_snapshot_keeps_a_waiting_timer_s_deadline() -> None:
+    files = {"timers.bpmn": (DATA / "timers.bpmn").read_text()}
+    process = load_process(files, "wait_three_days", content_hash(files))
+    workflow = runtime.new_workflow(process, {})
+    runtime.run_engine(workflow)
+    deadline = runtime.next_timer_deadline(workflow)
+    assert deadline is not None  # three days from now
+    restored = snapshot.load(snapshot.dump(workflow), process)
+    assert runtime.next_timer_deadline(restored) == deadline  # the next run waits for the same moment
 
 
 def test_a_snapshot_restores_the_state_it_was_taken_from() -> None:
