@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import temporalio.converter
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, TLSConfig
 from temporalio.converter import DataConverter
 
@@ -30,10 +31,12 @@ async def connect(settings: Settings | None = None) -> Client:
     )
 
 
-def data_converter(settings: Settings) -> DataConverter:
-    """Temporal's default converter, with large payloads kept in the platform database."""
+def data_converter(settings: Settings, session_factory: sessionmaker[Session] | None = None) -> DataConverter:
+    """Temporal's default converter, with large payloads kept in the platform database (through
+    `session_factory` where the caller has one, else an engine of its own, opened on first use)."""
     codec = ClaimCheckCodec(
-        lambda: make_session_factory(make_engine(settings.resolved_database_url)),
+        (lambda: session_factory) if session_factory is not None
+        else (lambda: make_session_factory(make_engine(settings.resolved_database_url))),
         threshold=settings.payload_offload_bytes,
-    )
+    )  # fmt: skip
     return dataclasses.replace(temporalio.converter.default(), payload_codec=codec)

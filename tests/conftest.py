@@ -86,10 +86,11 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-def client(temporal_env: WorkflowEnvironment, settings: Settings) -> Client:
+def client(temporal_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session]) -> Client:
     """A client as the platform's processes make them: large payloads kept in the test database."""
     env = temporal_env.client
-    return Client(env.service_client, namespace=env.namespace, data_converter=data_converter(settings))
+    converter = data_converter(settings, session_factory)
+    return Client(env.service_client, namespace=env.namespace, data_converter=converter)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,15 @@ DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
+def api_client(app: Any, api_key: str) -> httpx.AsyncClient:
+    """An HTTP client of `app`'s API (in process), with `api_key`."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver/api/v1",
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+
+
 async def deploy(api: httpx.AsyncClient, *paths: Path, expect: int | None = None) -> httpx.Response:
     files = [("files", (p.name, p.read_bytes(), "application/xml")) for p in paths]
     response = await api.post("/deployments", files=files)

@@ -49,6 +49,16 @@ async def _runs(client: Client, instance_id: str) -> list[tuple[WorkflowExecutio
     return [(status, length) for _, status, length in sorted(runs, key=lambda r: r[0])]
 
 
+async def _counted_to(api: httpx.AsyncClient, instance_id: str, n: int, *, incident: bool = False) -> dict[str, Any]:
+    """The instance's state once its loop counted to n (and, with `incident`, an incident is open)."""
+    for _ in range(900):
+        state: dict[str, Any] = (await api.get(f"/instances/{instance_id}")).json()
+        if state["variables"].get("i") == n and (state["incidents"] or not incident):
+            return state
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{instance_id} never counted to {n}: {state}")
+
+
 def _sequence_unbroken(records: list[dict[str, Any]]) -> None:
     seqs = [r["instance_seq"] for r in records if r.get("instance_seq") is not None]
     assert seqs == list(range(1, len(seqs) + 1)), "the audit numbering goes on across runs, without gaps"
@@ -80,11 +90,7 @@ async def test_an_open_task_waits_through_runs_and_completes_in_the_last(
     await deploy(short_runs, DATA / "loop_beside_approval.bpmn")
     instance = await start(short_runs, "loop_beside_approval", {"i": 0, "n": 100})
     [task] = await wait_for_tasks(short_runs, instance)
-    for _ in range(600):  # the loop ends while the approval waits
-        state = (await short_runs.get(f"/instances/{instance}")).json()
-        if state["variables"].get("i") == 100:
-            break
-        await asyncio.sleep(0.1)
+    await _counted_to(short_runs, instance, 100)  # the loop ends while the approval waits
     runs = await _runs(client, instance)
     assert len(runs) >= 3 and runs[-1][0] == WorkflowExecutionStatus.RUNNING, runs
     assert [t["id"] for t in await wait_for_tasks(short_runs, instance)] == [task["id"]]  # one row, the same id
@@ -106,11 +112,7 @@ async def test_an_open_task_waits_through_runs_and_completes_in_the_last(
 async def test_a_message_reaches_a_subscription_made_runs_before(short_runs: httpx.AsyncClient, client: Client) -> None:
     await deploy(short_runs, DATA / "loop_beside_receive.bpmn")
     instance = await start(short_runs, "loop_beside_receive", {"i": 0, "n": 100}, business_key="LBR-1")
-    for _ in range(600):
-        state = (await short_runs.get(f"/instances/{instance}")).json()
-        if state["variables"].get("i") == 100:
-            break
-        await asyncio.sleep(0.1)
+    state = await _counted_to(short_runs, instance, 100)
     runs = await _runs(client, instance)
     assert len(runs) >= 3 and runs[-1][0] == WorkflowExecutionStatus.RUNNING, runs
     assert "go_ahead" in state["active"]  # its subscription waits (so does the join)
@@ -133,11 +135,8 @@ async def test_an_incident_waits_through_runs_and_is_retried_in_a_later_one(
     with http_server() as (base_url, requests):
         variables = {"i": 0, "n": 100, "base_url": base_url, "path": "/fail"}
         instance = await start(short_runs, "incident_beside_loop", variables)
-        for _ in range(900):  # the loop ends while the incident waits (its retries take a few seconds)
-            state = (await short_runs.get(f"/instances/{instance}")).json()
-            if state["variables"].get("i") == 100 and state["incidents"]:
-                break
-            await asyncio.sleep(0.1)
+        # the loop ends while the incident waits (its retries take a few seconds)
+        state = await _counted_to(short_runs, instance, 100, incident=True)
         [incident] = state["incidents"]
         runs = await _runs(client, instance)
         assert len(runs) >= 3 and runs[-1][0] == WorkflowExecutionStatus.RUNNING, runs

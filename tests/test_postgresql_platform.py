@@ -15,7 +15,7 @@ from aimatrix.settings import Settings
 from api.main import create_app
 from store.db import make_engine, make_session_factory, migrate
 from tests.conftest import API_KEY, POSTGRES_URL, postgres_schema, schema_url
-from tests.helpers import EXAMPLES, deploy, http_server, start, wait_for, wait_for_tasks
+from tests.helpers import EXAMPLES, api_client, deploy, http_server, start, wait_for, wait_for_tasks
 from workers.engine import build_worker
 
 
@@ -37,11 +37,7 @@ async def pg(
         async with (
             build_worker(client, make_session_factory(engine), task_queue=queue),
             app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://testserver/api/v1",
-                headers={"Authorization": f"Bearer {API_KEY}"},
-            ) as http,
+            api_client(app, API_KEY) as http,
         ):
             yield http, schema
     finally:
