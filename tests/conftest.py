@@ -72,8 +72,22 @@ def pytest_report_header() -> str:
     return f"platform database: {TEST_DATABASE} (AIMATRIX_TEST_DATABASE)"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs the suite on SQLite, then on PostgreSQL: tests marked `backend_free` touch no
+    platform database (pure engine, FEEL, replays of stored histories), and run in the SQLite pass only."""
+    if TEST_DATABASE == "sqlite":
+        return
+    kept = [item for item in items if item.get_closest_marker("backend_free") is None]
+    deselected = [item for item in items if item.get_closest_marker("backend_free") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(f"platform database: {TEST_DATABASE}")
+    if TEST_DATABASE != "sqlite":
+        terminalreporter.write_line("tests marked backend_free ran in the SQLite pass only (deselected here)")
 
 
 @pytest.fixture(scope="session")

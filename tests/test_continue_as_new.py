@@ -196,6 +196,7 @@ def _in_memory(variables: dict[str, Any], approval: dict[str, Any]) -> dict[str,
     return result
 
 
+@pytest.mark.backend_free
 def test_a_snapshot_keeps_a_waiting_timer_s_deadline() -> None:
     files = {"timers.bpmn": (DATA / "timers.bpmn").read_text()}
     process = load_process(files, "wait_three_days", content_hash(files))
@@ -207,6 +208,7 @@ def test_a_snapshot_keeps_a_waiting_timer_s_deadline() -> None:
     assert runtime.next_timer_deadline(restored) == deadline  # the next run waits for the same moment
 
 
+@pytest.mark.backend_free
 def test_a_snapshot_restores_the_state_it_was_taken_from() -> None:
     files = {"loop_beside_approval.bpmn": (DATA / "loop_beside_approval.bpmn").read_text()}
     process = load_process(files, "loop_beside_approval", content_hash(files))

@@ -87,6 +87,7 @@ def _result(records: list[dict[str, Any]], element_id: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.backend_free
 def test_the_artifact_names_its_source_and_is_built_once(artifacts: Path) -> None:
     [directory] = [d for d in artifacts.iterdir() if not d.name.startswith(".")]
     manifest = Manifest.read(directory)
@@ -104,6 +105,7 @@ def test_the_artifact_names_its_source_and_is_built_once(artifacts: Path) -> Non
         (directory / "manifest.moved").rename(directory / MANIFEST_FILE)
 
 
+@pytest.mark.backend_free
 def test_the_edge_worker_runs_without_torch_or_transformers(artifacts: Path) -> None:
     code = (
         "import sys, asyncio\n"
@@ -121,6 +123,7 @@ def test_the_edge_worker_runs_without_torch_or_transformers(artifacts: Path) -> 
     assert out.stdout.split() == ["fault", "int8", "[]"], out.stdout + out.stderr
 
 
+@pytest.mark.backend_free
 async def test_int8_agrees_with_fp32_on_the_labelled_set(int8: InferenceService, fp32: InferenceService) -> None:
     quantised = await int8.embed(TEXTS)
     reference = await fp32.embed(TEXTS)
@@ -142,6 +145,7 @@ async def test_int8_agrees_with_fp32_on_the_labelled_set(int8: InferenceService,
     assert accuracy_int8 >= accuracy_fp32 - 0.05 and accuracy_fp32 >= 0.6, (accuracy_int8, accuracy_fp32)
 
 
+@pytest.mark.backend_free
 async def test_an_int8_row_does_not_depend_on_concurrent_requests(int8: InferenceService, artifacts: Path) -> None:
     """Dynamic quantisation scales activations over a whole pass, so the edge pool runs each text in
     its own pass: a decision must be reproducible whatever else the site was doing."""

@@ -16,6 +16,8 @@ from bpmn.feel_runtime import FEEL_FUNCTIONS
 from bpmn.restricted import check_code
 from bpmn.script_engine import RestrictedEnvironment
 
+pytestmark = pytest.mark.backend_free  # no platform database: once, in the SQLite pass
+
 CONTEXT: dict[str, Any] = {
     "x": 3,
     "i": 2,

@@ -80,6 +80,7 @@ async def _incident(api: httpx.AsyncClient, instance: str) -> dict[str, Any]:
     raise AssertionError(f"no incident for {instance}")
 
 
+@pytest.mark.backend_free
 def test_only_the_gpu_worker_imports_torch() -> None:
     code = (
         "import sys, workers.engine, workers.connector, api.main, api.routes.models, bpmn.operators, aimatrix.launcher;"
@@ -160,6 +161,7 @@ async def test_bad_requests_fail_at_once_as_incidents(api: httpx.AsyncClient, gp
     assert "'text' must be a non-empty string" in no_text["message"]
 
 
+@pytest.mark.backend_free
 async def test_batched_results_equal_unbatched_ones(gpu_service: InferenceService) -> None:
     served = await gpu_service.model()
     texts = [f"Order {i}: " + "please ship the spare parts " * (i % 7) + f"to depot {i % 3}." for i in range(24)]
@@ -227,6 +229,7 @@ async def test_a_long_request_heartbeats_and_an_interrupting_timer_cancels_it(
     assert settled - texts_before < 161  # and the request never ran to its end
 
 
+@pytest.mark.backend_free
 async def test_a_user_model_with_its_own_classification_head(tmp_path: Path) -> None:
     torch.manual_seed(0)  # the head is new: seeded so the weights (and their hash) are reproducible
     head = BertForSequenceClassification.from_pretrained(

@@ -6,6 +6,7 @@ and each pass walks the whole tree. The engine cuts the finished chain above the
 from __future__ import annotations
 
 import httpx
+import pytest
 from temporalio.client import Client
 
 from bpmn import pruning, runtime
@@ -19,6 +20,7 @@ def _loop() -> ProcessSpec:
     return load_process(files, "counting_loop", content_hash(files))
 
 
+@pytest.mark.backend_free
 def test_plain_spiffworkflow_loses_a_loop_past_its_iterator_depth() -> None:
     # why the engine prunes: without it, 600 iterations "complete" with the data gone
     workflow = runtime.new_workflow(_loop(), {"i": 0, "n": 600})
@@ -26,6 +28,7 @@ def test_plain_spiffworkflow_loses_a_loop_past_its_iterator_depth() -> None:
     assert workflow.is_completed() and runtime.variables(workflow) != {"i": 600, "n": 600}
 
 
+@pytest.mark.backend_free
 def test_a_5000_iteration_loop_completes_with_its_data() -> None:
     workflow = runtime.new_workflow(_loop(), {"i": 0, "n": 5000})
     removed = runtime.run_engine(workflow)
@@ -36,6 +39,7 @@ def test_a_5000_iteration_loop_completes_with_its_data() -> None:
     assert len(removed) > 9_000
 
 
+@pytest.mark.backend_free
 def test_a_cut_recovers_a_loop_spiffworkflow_stopped_seeing() -> None:
     workflow = runtime.new_workflow(_loop(), {"i": 0, "n": 2000})
     workflow.do_engine_steps()  # stops where its iterator stops, ~500 iterations in, the rest unseen

@@ -15,6 +15,8 @@ from temporalio.client import WorkflowHistory
 
 from workers.engine import replay_failures
 
+pytestmark = pytest.mark.backend_free  # no platform database: once, in the SQLite pass
+
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 

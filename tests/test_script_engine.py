@@ -6,6 +6,8 @@ import pytest
 
 from bpmn.script_engine import RestrictedEnvironment, UnsafeCodeError, check_code
 
+pytestmark = pytest.mark.backend_free  # no platform database: once, in the SQLite pass
+
 ESCAPES = [
     "import os",
     "from os import system",

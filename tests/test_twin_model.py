@@ -25,6 +25,8 @@ from workers.twin.plots import cycle_time_histogram_svg, utilisation_svg
 from workers.twin.results import Estimate
 from workers.twin.simulation import SimulationCancelled, simulate
 
+pytestmark = pytest.mark.backend_free  # no platform database: once, in the SQLite pass
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DATA = ROOT / "tests" / "data"

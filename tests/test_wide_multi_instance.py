@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 
 from bpmn import batched_updates, runtime
 from bpmn.definitions import content_hash, load_process
 from tests.helpers import DATA
+
+pytestmark = pytest.mark.backend_free  # no platform database: once, in the SQLite pass
 
 
 def _run(items: int, *, batched: bool, batch: int = 100) -> BpmnWorkflow:
