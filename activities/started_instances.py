@@ -20,13 +20,16 @@ def index_started(
     actor: str,
     data: dict[str, Any],
 ) -> None:
-    """Idempotent: an activity retried after indexing it (or a concurrent attempt) adds nothing."""
+    """Idempotent: an activity retried after indexing it (or a concurrent attempt) adds nothing.
+    A called instance (`started.parent`) names its caller."""
+    parent = started.parent
     with session_factory.begin() as session:
         if instances.get(session, instance_id=started.instance_id) is not None:
             return
         instances.record_start(
             session, instance_id=started.instance_id, key=started.definition_key, version=started.version,
             business_key=started.business_key, started_by=actor, tenant=started.tenant,
+            parent_id=parent.instance_id if parent else None, parent_element_id=parent.element_id if parent else None,
         )  # fmt: skip
         audit.append(session, records=[audit.api_operation(
             "instance.start_requested", actor=actor, instance_id=started.instance_id,

@@ -92,6 +92,8 @@ class InstanceSummary(BaseModel):
     started_at: datetime
     started_by: str | None
     closed_at: datetime | None
+    parent_id: str | None = Field(default=None, description="the instance whose call activity started it")
+    parent_element_id: str | None = Field(default=None, description="that call activity")
 
 
 class InstancePage(BaseModel):
@@ -110,6 +112,8 @@ class InstancePublic(BaseModel):
     completed: list[str]
     error: str | None = None
     incidents: list[IncidentPublic] = Field(default_factory=list)
+    parent_id: str | None = Field(default=None, description="the instance whose call activity started it")
+    parent_element_id: str | None = Field(default=None, description="that call activity")
 
 
 class TaskPublic(BaseModel):

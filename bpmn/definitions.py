@@ -32,7 +32,7 @@ from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
-from bpmn import feel, forms, human_tasks, juel, messages, model_code, signals
+from bpmn import call_activities, feel, forms, human_tasks, juel, messages, model_code, signals
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
@@ -109,6 +109,9 @@ class DeployableDefinition:
     hash: str
     message_starts: tuple[str, ...] = ()  # names of the messages that start it
     signal_starts: tuple[str, ...] = ()  # names of the signals that start it
+    # what its call activities call (bpmn/call_activities.py); those not deployed with it must be
+    # deployed already (the API checks, naming the call activity)
+    calls: tuple[call_activities.CalledProcess, ...] = ()
 
 
 @dataclass
@@ -729,6 +732,7 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
                 content_hash(texts),
                 message_starts=tuple(messages.start_names(process)),
                 signal_starts=tuple(signals.start_names(process)),
+                calls=call_activities.calls_of([process.spec, *process.subprocess_specs.values()]),
             )
         )
     if errors:
@@ -902,7 +906,11 @@ def _uses_decisions(process: ProcessSpec) -> bool:
 
 def _specs_for(parser: AIMatrixParser, process_id: str, form_ids: dict[str, str]) -> ProcessSpec:
     spec = parser.get_spec(process_id)
-    subprocess_specs = parser.get_subprocess_specs(process_id)
+    # A called process need not be in the upload: it runs as an instance of its own deployed
+    # definition (bpmn/call_activities.py). Those in the upload are kept, for the in-memory runs and
+    # for instances whose history ran calls as Spiff subprocesses.
+    found = parser.get_subprocess_specs(process_id, require_call_activity_specs=False)
+    subprocess_specs = {name: spec for name, spec in found.items() if spec is not None}
     quote_iso_timers([spec, *subprocess_specs.values()])
     if parser.feel:
         translate_feel([spec, *subprocess_specs.values()])

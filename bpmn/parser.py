@@ -37,9 +37,9 @@ from SpiffWorkflow.spiff.parser.event_parsers import (
     SpiffStartEventParser,
 )
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
-from SpiffWorkflow.spiff.parser.task_spec import ScriptTaskParser, ServiceTaskParser
+from SpiffWorkflow.spiff.parser.task_spec import CallActivityParser, ScriptTaskParser, ServiceTaskParser
 
-from bpmn import activity_options, camunda8, determinism, feel, human_tasks, ordered_outputs
+from bpmn import activity_options, call_activities, camunda8, determinism, feel, human_tasks, ordered_outputs
 from bpmn.signals import PlatformSignalEventDefinition
 from bpmn.specs import (
     ExternalServiceTask,
@@ -311,6 +311,18 @@ class _BoundaryEventParser(_SignalParsing, SpiffBoundaryEventParser):
     pass
 
 
+class _CallActivityParser(CallActivityParser):
+    """Reads how the call is bound (latest, deployment or a pinned version: bpmn/call_activities.py)."""
+
+    def create_task(self) -> Any:
+        task = super().create_task()
+        try:
+            task.call = call_activities.read_call(self.node)
+        except call_activities.BindingError as err:
+            raise ValidationException(str(err), node=self.node, file_name=self.filename) from None
+        return task
+
+
 class AIMatrixParser(SpiffBpmnParser):
     OVERRIDE_PARSER_CLASSES = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
@@ -322,6 +334,7 @@ class AIMatrixParser(SpiffBpmnParser):
         full_tag("intermediateThrowEvent"): (_IntermediateThrowEventParser, IntermediateThrowEvent),
         full_tag("boundaryEvent"): (_BoundaryEventParser, BoundaryEvent),
         full_tag("sendTask"): (_SendTaskParser, MessageSendTask),
+        full_tag("callActivity"): (_CallActivityParser, call_activities.CallActivity),
     }
 
     def __init__(self, validate_schema: bool = True, *, feel: bool = True) -> None:

@@ -38,6 +38,17 @@ def remember_completed(workflow: BpmnWorkflow, element_ids: list[str]) -> None:
         setattr(workflow.top_workflow, _PRUNED, dict.fromkeys(element_ids))
 
 
+def add_completed(workflow: BpmnWorkflow, element_ids: list[str]) -> None:
+    """Elements completed elsewhere for this instance (by the instances its call activities called):
+    kept with those of cut-off parts, so they travel in a snapshot and count as completed."""
+    if element_ids:
+        done = getattr(workflow.top_workflow, _PRUNED, None)
+        if done is None:
+            done = {}
+            setattr(workflow.top_workflow, _PRUNED, done)
+        done.update(dict.fromkeys(element_ids))
+
+
 def prune(workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None = None) -> list[str]:
     """Cut the finished chains above the live tokens of the instance and of its active subprocesses,
     where they are deep. `before_cut` is called before each cut, only when there is something to cut:

@@ -27,6 +27,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition as SpiffErrorEventDefinition
+from SpiffWorkflow.spiff.specs.event_definitions import EscalationEventDefinition as SpiffEscalationEventDefinition
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -65,12 +66,12 @@ def new_workflow(
 def run_engine(
     workflow: BpmnWorkflow,
     before_cut: Callable[[], bool] | None = None,
-    on_uncaught: Callable[[list[str]], None] | None = None,
+    on_uncaught: Callable[[Uncaught], None] | None = None,
 ) -> list[str]:
     """Run every engine task (scripts, gateways, events) until only external work is left; the ids
     of the finished tasks cut from a deep tree on the way (bpmn/pruning.py; `before_cut` is called
     before each cut, and False stops it). `on_uncaught` is called right after a task threw an error
-    nothing caught (`uncaught_errors`), before anything else runs: raising there stops the pass.
+    nothing caught (`uncaught_events`), before anything else runs: raising there stops the pass.
 
     `do_engine_steps` refreshes timers at the end, which can make more tasks ready; waiting
     conditional events are checked again here (Spiff refreshes only timers), so a condition that
@@ -83,9 +84,9 @@ def run_engine(
     def after_task(task: Task) -> None:
         pruner.after_task(task)
         if on_uncaught is not None and top.bpmn_events:
-            errors = uncaught_errors(workflow)
-            if errors:
-                on_uncaught(errors)
+            found = uncaught_events(workflow)
+            if found.errors or found.escalations:
+                on_uncaught(found)
 
     while True:
         workflow.do_engine_steps(did_complete_task=after_task)
@@ -191,7 +192,8 @@ def complete_service_task(task: Task, result: Any) -> None:
 
 
 def throw_bpmn_error(task: Task, code: str, message: str) -> bool:
-    """Throw BPMN error `code` at a service task. True if an event caught it.
+    """Throw BPMN error `code` at a service task (or a call activity whose called instance threw it).
+    True if an event caught it.
 
     The task's own error boundary events come first (as in Camunda: the worker's error belongs to
     the task); otherwise it propagates like an error end event, to enclosing subprocess boundaries
@@ -199,7 +201,18 @@ def throw_bpmn_error(task: Task, code: str, message: str) -> bool:
     """
     # the Spiff flavour's class: event definitions only match their own class
     definition = SpiffErrorEventDefinition(code, code=code)
-    event = BpmnEvent(definition, payload={"error_code": code, "error_message": message}, target=task.workflow)
+    return _throw_at(task, definition, {"error_code": code, "error_message": message})
+
+
+def throw_escalation(task: Task, code: str) -> bool:
+    """Throw escalation `code` at a call activity (its called instance raised it, and nothing there
+    caught it): the call activity's escalation boundary events first, then enclosing ones. True if an
+    event caught it; one nobody catches has no effect, as in BPMN."""
+    return _throw_at(task, SpiffEscalationEventDefinition(code, code=code), {"escalation_code": code})
+
+
+def _throw_at(task: Task, definition: Any, payload: dict[str, Any]) -> bool:
+    event = BpmnEvent(definition, payload=payload, target=task.workflow)
     parent = task.parent
     for boundary in parent.children if parent is not None else []:
         spec = boundary.task_spec
@@ -219,19 +232,32 @@ def throw_bpmn_error(task: Task, code: str, message: str) -> bool:
     return True
 
 
-def uncaught_errors(workflow: BpmnWorkflow) -> list[str]:
-    """Errors thrown in the last pass that nothing caught, described (their element, code and name).
+@dataclass(frozen=True)
+class UncaughtError:
+    code: str
+    description: str  # its element, code and name
+
+
+@dataclass(frozen=True)
+class Uncaught:
+    errors: list[UncaughtError]
+    escalations: list[str]  # codes
+
+
+def uncaught_events(workflow: BpmnWorkflow) -> Uncaught:
+    """Errors and escalations thrown in the last pass that nothing caught, taken out.
 
     SpiffWorkflow keeps such an event aside (`bpmn_events`) and goes on: an error end event nobody
     catches ends its subprocess as a plain end event would, and the instance completes. Taken out
-    here, for the engine to fail the instance. Uncaught escalations are dropped: in BPMN (and Camunda)
-    an escalation nobody catches has no effect.
+    here, for the engine to fail the instance (or, in a called instance, to hand the error to the
+    call activity). An escalation nobody catches has no effect in BPMN (and Camunda), except that a
+    called instance's goes to its call activity.
     """
     top = workflow.top_workflow
     errors = [e for e in top.bpmn_events if isinstance(e.event_definition, ErrorEventDefinition)]
     escalations = [e for e in top.bpmn_events if isinstance(e.event_definition, EscalationEventDefinition)]
     if not errors and not escalations:
-        return []
+        return Uncaught([], [])
     top.bpmn_events = [e for e in top.bpmn_events if e not in errors and e not in escalations]
     described = []
     for event in errors:
@@ -240,8 +266,11 @@ def uncaught_errors(workflow: BpmnWorkflow) -> list[str]:
         thrower = _latest_thrower(workflow, code)
         where = f"end event '{thrower}'" if thrower else "an error end event"
         name = f" ({definition.name})" if definition.name and definition.name != code else ""
-        described.append(f"{where} threw error '{code}'{name}, and no boundary event caught it")
-    return described
+        described.append(
+            UncaughtError(str(code), f"{where} threw error '{code}'{name}, and no boundary event caught it")
+        )
+    codes = [str(getattr(e.event_definition, "code", None) or e.event_definition.name) for e in escalations]
+    return Uncaught(described, codes)
 
 
 def _latest_thrower(workflow: BpmnWorkflow, code: str) -> str | None:
@@ -254,6 +283,11 @@ def _latest_thrower(workflow: BpmnWorkflow, code: str) -> str | None:
     ]
     latest = max(throwers, key=lambda t: t.last_state_change, default=None)
     return element_id(latest) if latest is not None else None
+
+
+def remember_called(workflow: BpmnWorkflow, element_ids: list[str]) -> None:
+    """The elements a called instance completed count among this instance's completed elements."""
+    pruning.add_completed(workflow, element_ids)
 
 
 def set_variables(workflow: BpmnWorkflow, values: dict[str, Any]) -> None:

@@ -23,9 +23,13 @@ def record_start(
     business_key: str | None,
     started_by: str | None,
     tenant: str | None = None,
+    parent_id: str | None = None,
+    parent_element_id: str | None = None,
 ) -> None:
     session.add(
         Instance(
+            parent_id=parent_id,
+            parent_element_id=parent_element_id,
             id=instance_id,
             definition_key=key,
             version=version,
@@ -81,6 +85,7 @@ class InstanceFilter:
     started_after: datetime | None = None
     started_before: datetime | None = None
     tenant: str | None = None  # the caller's; None spans every tenant
+    parent_id: str | None = None  # the instances this one's call activities started
 
 
 class BadCursor(ValueError):
@@ -114,6 +119,8 @@ def list_page(
         query = query.where(Instance.version == where.version)
     if where.business_key:
         query = query.where(Instance.business_key == where.business_key)
+    if where.parent_id:
+        query = query.where(Instance.parent_id == where.parent_id)
     if where.started_after:
         query = query.where(Instance.started_at >= where.started_after)
     if where.started_before:

@@ -77,6 +77,9 @@ class Instance(Base):
     status: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     tenant: Mapped[str | None] = mapped_column(String(255))
+    # a called instance: the instance whose call activity (element) started it
+    parent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    parent_element_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class HumanTask(Base):

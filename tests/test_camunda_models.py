@@ -68,7 +68,7 @@ async def test_what_cannot_be_read_the_same_is_refused_naming_the_expression(api
             '<bpmn:callActivity id="x"><bpmn:extensionElements><zeebe:calledElement processId="nowhere" />'
             "</bpmn:extensionElements><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>"
             "</bpmn:callActivity>",
-            "The process 'nowhere' was not found",
+            "calls process 'nowhere', which is neither in this upload nor deployed",
         ),
         "loop": (
             '<bpmn:task id="x"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'

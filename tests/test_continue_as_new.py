@@ -109,6 +109,30 @@ async def test_an_open_task_waits_through_runs_and_completes_in_the_last(
     assert max(length for _, length in await _runs(client, instance)) <= CEILING
 
 
+async def test_a_called_instance_answers_the_run_its_caller_is_in_now(
+    short_runs: httpx.AsyncClient, client: Client
+) -> None:
+    await deploy(short_runs, DATA / "called_review.bpmn")
+    await deploy(short_runs, DATA / "loop_beside_call.bpmn")
+    instance = await start(short_runs, "loop_beside_call", {"i": 0, "n": 100, "amount": 4, "escalate": False})
+    await _counted_to(short_runs, instance, 100)  # the loop ends while the called instance waits
+    runs = await _runs(client, instance)
+    assert len(runs) >= 3 and runs[-1][0] == WorkflowExecutionStatus.RUNNING, runs
+    [called] = (await short_runs.get("/instances", params={"parent_id": instance})).json()[
+        "items"
+    ]  # one, not one a run
+    [task] = await wait_for_tasks(short_runs, called["id"])
+
+    completed = await short_runs.post(f"/tasks/{task['id']}/complete", json={"variables": {"approved": True}})
+    assert completed.status_code == 200, completed.text
+    done = await wait_for(short_runs, instance, "completed")
+    assert done["variables"]["score"] == 8 and {"call_review", "review", "score"} <= set(done["completed"])
+    history = await completed_history(short_runs, instance)
+    assert [r["action"] for r in history if r["action"].startswith("call.")] == ["call.started", "call.completed"]
+    _sequence_unbroken(history)
+    assert max(length for _, length in await _runs(client, instance)) <= CEILING
+
+
 async def test_a_message_reaches_a_subscription_made_runs_before(short_runs: httpx.AsyncClient, client: Client) -> None:
     await deploy(short_runs, DATA / "loop_beside_receive.bpmn")
     instance = await start(short_runs, "loop_beside_receive", {"i": 0, "n": 100}, business_key="LBR-1")

@@ -13,6 +13,7 @@ from temporalio.converter import DataConverter
 from temporalio.worker import Replayer, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.called_instances import CalledInstances
 from activities.message_publish import MessagePublisher
 from activities.projection import ProjectionActivities
 from activities.scheduled_start import ScheduledStarts
@@ -69,6 +70,7 @@ def build_worker(
     starts = ScheduledStarts(client, session_factory, task_queue)
     broadcaster = SignalBroadcaster(client, session_factory, task_queue)
     publisher = MessagePublisher(client, session_factory, task_queue)
+    calls = CalledInstances(session_factory)
     return Worker(
         client,
         task_queue=task_queue,
@@ -79,6 +81,7 @@ def build_worker(
             starts.start_scheduled,
             broadcaster.broadcast_signal,
             publisher.publish,
+            calls.prepare_call,
         ],
         workflow_runner=workflow_runner(),
     )

@@ -47,6 +47,12 @@ BROADCAST_SIGNAL_ACTIVITY = "engine.broadcast_signal"
 # Send tasks and message throw and end events: ServiceTaskInput with params name, correlation_key,
 # variables → the receipt {message, correlation_key, delivered, started}, on the engine queue.
 MESSAGE_PUBLISH_ACTIVITY = "message.publish"
+# A call activity: resolve the called definition and index the called instance (PrepareCallInput →
+# the child's ProcessInput), on the engine queue; the caller then starts it as a child workflow.
+PREPARE_CALL_ACTIVITY = "engine.prepare_call"
+# A called instance that ended tells its caller's current run (CallReturn): a signal, not the child
+# workflow's result, because the caller may have continued as new since it started the call.
+CALL_RETURNED_SIGNAL = "call_returned"
 
 STATE_QUERY = "state"
 COMPLETE_TASK_UPDATE = "complete_task"
@@ -129,6 +135,43 @@ class ProcessInput:
     # Set by the run before, when this run continues an instance: where it was (the start event and
     # the variables above are then history, not orders).
     resume: EngineSnapshot | None = None
+    # Set when a call activity started it: the instance tells that caller how it ended.
+    parent: CallParent | None = None
+
+
+@dataclass
+class CallParent:
+    instance_id: str  # the caller's workflow id: the signal reaches its current run
+    task_id: str  # the call activity's Spiff task
+    element_id: str
+
+
+@dataclass
+class PrepareCallInput:
+    caller: CallParent
+    caller_key: str
+    caller_version: int
+    caller_files: dict[str, str]  # for the `deployment` binding: the called file as deployed with it
+    called_key: str
+    binding: str  # latest | deployment | version
+    called_version: int | None
+    instance_id: str  # the called instance's id, derived from the call: a retried activity names it again
+    variables: dict[str, Any]
+    business_key: str | None = None
+    tenant: str | None = None
+    history_limit: int | None = None
+
+
+@dataclass
+class CallReturn:
+    task_id: str
+    instance_id: str  # the called instance
+    status: str  # completed | failed | cancelled
+    variables: dict[str, Any] = field(default_factory=dict)
+    outputs_only: bool = False  # only declared data outputs: merged into the caller's data, not replacing it
+    completed: list[str] = field(default_factory=list)  # elements the called instance completed
+    error: str | None = None
+    error_code: str | None = None  # a BPMN error nothing caught in the called instance
 
 
 @dataclass
@@ -149,6 +192,7 @@ class EngineSnapshot:
     details: dict[str, list[Any]] = field(default_factory=dict)  # task id → [actor, data]
     signal_seq: int = 0
     signals_in: int = 0
+    children: dict[str, str] = field(default_factory=dict)  # call activity task id → called instance id
 
 
 @dataclass

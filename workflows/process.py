@@ -11,6 +11,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         ASSIGN_TASK_UPDATE,
+        CALL_RETURNED_SIGNAL,
         COMPLETE_TASK_UPDATE,
         DELIVER_MESSAGE_UPDATE,
         DELIVER_SIGNAL_UPDATE,
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         SET_VARIABLES_UPDATE,
         STATE_QUERY,
         AssignTaskInput,
+        CallReturn,
         CompleteTaskInput,
         CompleteTaskResult,
         DeliverMessageInput,
@@ -94,6 +96,11 @@ class ProcessWorkflow:
     @deliver_signal.validator
     def validate_deliver_signal(self, inp: DeliverSignalInput) -> None:
         self._engine.check_signal(inp)
+
+    @workflow.signal(name=CALL_RETURNED_SIGNAL)
+    def call_returned(self, ret: CallReturn) -> None:
+        # from an instance a call activity started: it ended, or escalated
+        self._engine.call_returned(ret)
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> ProcessState:

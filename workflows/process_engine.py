@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,16 +27,28 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.workflow import ParentClosePolicy
 
-from bpmn import batched_updates, forms, human_tasks, messages, ordered_outputs, runtime, signals, snapshot
+from bpmn import (
+    batched_updates,
+    call_activities,
+    forms,
+    human_tasks,
+    messages,
+    ordered_outputs,
+    runtime,
+    signals,
+    snapshot,
+)
 from bpmn.definitions import load_process
 from workflows import task_rules
 from workflows.contracts import (
     AUDIT_ACTIVITY,
     BPMN_ERROR,
     BROADCAST_SIGNAL_ACTIVITY,
+    CALL_RETURNED_SIGNAL,
     EDGE_SITE_PATTERN,
     INCIDENT_NOT_OPEN,
     INSTANCE_NOT_RUNNING,
@@ -44,6 +57,8 @@ from workflows.contracts import (
     MESSAGE_NOT_WAITING,
     MESSAGE_PUBLISH_ACTIVITY,
     MODEL_ERROR,
+    PREPARE_CALL_ACTIVITY,
+    PROCESS_WORKFLOW,
     SCRIPT_ACTIVITY,
     SIGNAL_NOT_WAITING,
     SYNC_TASKS_ACTIVITY,
@@ -52,6 +67,8 @@ from workflows.contracts import (
     AuditBatch,
     AuditEntry,
     BroadcastSignalInput,
+    CallParent,
+    CallReturn,
     ClosedTask,
     CompleteTaskInput,
     CompleteTaskResult,
@@ -64,6 +81,7 @@ from workflows.contracts import (
     MessageSubscription,
     OpenTask,
     OperatorRoute,
+    PrepareCallInput,
     ProcessInput,
     ProcessResult,
     ProcessState,
@@ -91,10 +109,19 @@ _ORDERED_OUTPUTS_PATCH = "ordered-multi-instance-outputs"
 _CONTINUE_PATCH = "continue-as-new"
 _BATCH_PATCH = "batched-service-results"
 _UNCAUGHT_PATCH = "uncaught-errors-fail"
+_CHILD_PATCH = "call-activities-as-child-workflows"
+# Names a called instance after its call: the same call (task, dispatch) names the same instance.
+_CALLS = uuid.UUID("6f1c2d4e-8a3b-4c5d-9e7f-0a1b2c3d4e5f")
+_PREPARE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 
 class _Failure(Exception):
-    """Ends the instance as failed, with a message naming the element."""
+    """Ends the instance as failed, with a message naming the element (and the BPMN error's code,
+    when an uncaught error failed it: a caller's call activity may catch it)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ProcessEngine:
@@ -131,6 +158,8 @@ class ProcessEngine:
         self._signal_seq = 0  # signals thrown so far: names each broadcast's activity
         self._signals_in = 0  # signals delivered from outside so far
         self._signal_reached: dict[int, list[str]] = {}  # delivery number → the elements it reached
+        self._children: dict[str, str] = {}  # call activity task id → the instance it called
+        self._cancelling: list[asyncio.Task[None]] = []  # called instances being cancelled
         if resume is not None:
             self._resume(resume)
 
@@ -150,6 +179,7 @@ class ProcessEngine:
         self._details = {k: (v[0], v[1]) for k, v in resume.details.items()}
         self._signal_seq = resume.signal_seq
         self._signals_in = resume.signals_in
+        self._children = dict(resume.children)
 
     async def run(self) -> ProcessResult:
         resume = self._input.resume
@@ -164,6 +194,9 @@ class ProcessEngine:
         else:
             self._record("instance.continued", data={"run": resume.run + 1})
         # the input routes `sandbox.script` exactly when the process has script tasks
+        # Call activities start child workflows; histories that ran them as Spiff subprocesses replay so
+        # (a run continued from one goes on with its subprocesses in progress: bpmn/call_activities.py).
+        setattr(self._bw, call_activities.CHILD_CALLS, workflow.patched(_CHILD_PATCH))
         if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
             # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
             self._bw.script_engine.inline_scripts = False
@@ -196,6 +229,9 @@ class ProcessEngine:
             self._record_transitions()
             self._record("instance.cancelled")
             await self._close_everything("cancelled")
+            await self._return(
+                CallReturn("", self._input.instance_id, "cancelled", error="the called instance was cancelled")
+            )
             raise
         except _Failure as failure:
             self._status, self._error = "failed", str(failure)
@@ -203,13 +239,26 @@ class ProcessEngine:
             await self._signals_sent()  # thrown before the failure: they were thrown
             self._record("instance.failed", data={"error": str(failure)})
             await self._close_everything("cancelled")
+            await self._return(
+                CallReturn("", self._input.instance_id, "failed", error=str(failure), error_code=failure.code)
+            )
             raise ApplicationError(str(failure), type=MODEL_ERROR, non_retryable=True) from None
         self._status = "completed"
         self._record("instance.completed")
+        variables = runtime.variables(self._bw)
+        completed = runtime.completed_elements(self._bw)
+        if self._input.parent is not None:
+            try:
+                returned, outputs_only = call_activities.output_variables(self._bw.spec, variables)
+            except KeyError as err:
+                message = str(err.args[0])
+                self._record("instance.failed", data={"error": message})
+                await self._write_audit()
+                await self._return(CallReturn("", self._input.instance_id, "failed", error=message))
+                raise ApplicationError(message, type=MODEL_ERROR, non_retryable=True) from None
+            await self._return(CallReturn("", self._input.instance_id, "completed", returned, outputs_only, completed))
         audit, self._audit = self._audit, []
-        return ProcessResult(
-            "completed", runtime.variables(self._bw), runtime.completed_elements(self._bw), audit=audit
-        )
+        return ProcessResult("completed", variables, completed, audit=audit)
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -262,6 +311,7 @@ class ProcessEngine:
             and not self._inbox
             and all(pending.done() for pending in self._activities.values())
             and all(sent.done() for sent in self._broadcasts)
+            and all(cancel.done() for cancel in self._cancelling)
             and workflow.all_handlers_finished()
         )
 
@@ -286,15 +336,24 @@ class ProcessEngine:
             details={k: [actor, data] for k, (actor, data) in self._details.items()},
             signal_seq=self._signal_seq,
             signals_in=self._signals_in,
+            children=dict(self._children),
         )
         # the start orders and variables are history now; the snapshot holds the data
         workflow.continue_as_new(dataclasses.replace(self._input, variables={}, resume=state))
 
-    def _uncaught(self, errors: list[str]) -> None:
+    def _uncaught(self, found: runtime.Uncaught) -> None:
         """An error nothing caught fails the instance where it was thrown (SpiffWorkflow would end its
-        subprocess as a plain end event and go on). Histories from before ran on, as they did."""
-        if workflow.patched(_UNCAUGHT_PATCH):
-            raise _Failure("; ".join(errors))
+        subprocess as a plain end event and go on); a called instance hands it to its call activity
+        by failing with its code. Histories from before ran on, as they did. An escalation nothing
+        caught goes to the call activity of a called instance, and nowhere otherwise."""
+        if found.escalations and self._input.parent is not None:
+            for code in found.escalations:
+                self._record("escalation.raised", data={"code": code, "to": self._input.parent.instance_id})
+                self._broadcasts.append(asyncio.create_task(
+                    self._return(CallReturn("", self._input.instance_id, "escalated", error_code=code))
+                ))  # fmt: skip
+        if found.errors and workflow.patched(_UNCAUGHT_PATCH):
+            raise _Failure("; ".join(e.description for e in found.errors), code=found.errors[0].code)
 
     def _before_cut(self) -> bool:
         """A deep task tree is about to lose its finished chain (bpmn/pruning.py): record what those
@@ -323,7 +382,9 @@ class ProcessEngine:
         task = runtime.task_by_id(self._bw, task_id)
         if task is None:
             return
-        if kind == "service_result":
+        if kind == "call_return":
+            self._call_returned(task, payload)
+        elif kind == "service_result":
             if not runtime.is_started_external_task(task):
                 return  # cancelled meanwhile (an interrupting boundary event won the race)
             script = runtime.is_script_task(task)
@@ -351,6 +412,7 @@ class ProcessEngine:
                          data={"variables": variables})  # fmt: skip
             task.set_data(**variables)
             self._activities.pop(task_id, None)  # the next reconcile starts a fresh activity
+            self._children.pop(task_id, None)  # or a fresh called instance
         elif kind == "message":
             variables, actor, name, key, *rest = payload
             index, element_id = (rest[0], rest[1]) if rest else (None, runtime.element_id(task))
@@ -372,25 +434,133 @@ class ProcessEngine:
 
     def _reconcile_activities(self) -> None:
         started = {str(t.id): t for t in runtime.started_external_tasks(self._bw)}
+        started.update((str(t.id), t) for t in call_activities.started_calls(self._bw))
         for task_id, pending in list(self._activities.items()):
             if task_id not in started:
                 pending.cancel()  # the task was cancelled, e.g. by an interrupting boundary timer
                 del self._activities[task_id]
+        for task_id in [t for t in self._children if t not in started]:
+            self._cancel_child(task_id, "its call activity was cancelled")
         for incident_id, incident in list(self._incidents.items()):
             if incident.task_id not in started:
                 del self._incidents[incident_id]  # resolved by the process itself (boundary event)
         held = {incident.task_id for incident in self._incidents.values()}  # wait for an operator's retry
         in_flight = sum(not pending.done() for pending in self._activities.values())
         for task_id, task in started.items():
-            if task_id in self._activities or task_id in held:
+            if task_id in self._activities or task_id in held or task_id in self._children:
                 continue
             if self._draining or not HistoryBudget.pending_room(in_flight):
                 continue  # the next run starts it, or the next pass once others have finished
             length = workflow.info().get_current_history_length()
             if not self._budget.fits(length, in_flight) and self._may_continue():
                 continue  # it would write past the ceiling: this run drains and continues as new
-            self._activities[task_id] = asyncio.create_task(self._call_service(task_id, task))
+            call = self._call_process if call_activities.is_call(task) else self._call_service
+            self._activities[task_id] = asyncio.create_task(call(task_id, task))
             in_flight += 1
+
+    # -- call activities ----------------------------------------------------------------------
+
+    async def _call_process(self, task_id: str, task: Any) -> None:
+        """Start the called process as a child workflow. It runs on its own and tells this instance's
+        current run how it ended (CALL_RETURNED_SIGNAL), so the call may outlive this run (continue
+        as new) and the child is abandoned, not cancelled, when a run ends; cancelling the instance or
+        the call cancels it explicitly."""
+        element_id = runtime.element_id(task) or ""
+        dispatch = self._dispatches[task_id] = self._dispatches.get(task_id, 0) + 1
+        child_id = str(uuid.uuid5(_CALLS, f"{self._input.instance_id}\x00{task_id}\x00{dispatch}"))
+        caller = CallParent(self._input.instance_id, task_id, element_id)
+        called = task.task_spec.call
+        request = PrepareCallInput(
+            caller=caller,
+            caller_key=self._input.definition_key,
+            caller_version=self._input.version,
+            caller_files={} if called is None or called.binding != "deployment" else self._input.files,
+            called_key=call_activities.called(task),
+            binding=called.binding if called else "latest",
+            called_version=called.version if called else None,
+            instance_id=child_id,
+            variables=runtime.json_safe(task.data),
+            business_key=self._input.business_key,
+            tenant=self._input.tenant,
+            history_limit=self._input.history_limit,
+        )
+        try:
+            child: ProcessInput = await workflow.execute_activity(
+                PREPARE_CALL_ACTIVITY,
+                request,
+                result_type=ProcessInput,
+                activity_id=f"{task_id}/call-{dispatch}",
+                start_to_close_timeout=_SYNC_TIMEOUT,
+                retry_policy=_PREPARE_RETRY,
+            )
+        except ActivityError as err:
+            if self._activities.get(task_id) is asyncio.current_task():
+                self._inbox.append(("service_failure", task_id, str(err.cause or err)))
+            return
+        # before the start: the child's answer may be handled before the start resolves
+        self._children[task_id] = child_id
+        await workflow.start_child_workflow(
+            PROCESS_WORKFLOW,
+            child,
+            id=child_id,
+            task_queue=workflow.info().task_queue,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        self._record("call.started", element_id=element_id, data={
+            "instance_id": child_id, "definition_key": child.definition_key, "version": child.version,
+        })  # fmt: skip
+
+    def _call_returned(self, task: Any, ret: CallReturn) -> None:
+        task_id = str(task.id)
+        if not call_activities.is_started_call(task):
+            return  # cancelled meanwhile (a boundary event won the race)
+        element_id = runtime.element_id(task)
+        data: dict[str, Any] = {"instance_id": ret.instance_id, "status": ret.status}
+        if ret.status == "escalated":
+            caught = runtime.throw_escalation(task, ret.error_code or "")
+            self._record("escalation.received", element_id=element_id,
+                         data={**data, "code": ret.error_code, "caught": caught})  # fmt: skip
+            return
+        self._children.pop(task_id, None)
+        if ret.status == "completed":
+            self._details[task_id] = (None, {"called": ret.instance_id, "variables": ret.variables})
+            self._record("call.completed", element_id=element_id, data={**data, "variables": ret.variables})
+            runtime.remember_called(self._bw, ret.completed)
+            call_activities.returned(task, ret.variables, ret.outputs_only)
+            return
+        self._record("call.failed", element_id=element_id, data={**data, "error": ret.error})
+        message = f"called instance {ret.instance_id} {ret.status}: {ret.error}"
+        if ret.error_code is not None:
+            if not runtime.throw_bpmn_error(task, ret.error_code, ret.error or ""):
+                self._raise_incident(task, message, BPMN_ERROR)
+            return
+        self._raise_incident(task, message)
+
+    def call_returned(self, ret: CallReturn) -> None:
+        """A called instance ended (or escalated): from the signal handler."""
+        if self._children.get(ret.task_id) == ret.instance_id:
+            self._inbox.append(("call_return", ret.task_id, ret))
+
+    async def _return(self, ret: CallReturn) -> None:
+        """Tell the caller (if a call activity started this instance) how it ended. The caller may
+        have ended meanwhile: then nobody waits for the answer."""
+        parent = self._input.parent
+        if parent is None:
+            return
+        ret.task_id = parent.task_id
+        try:
+            await workflow.get_external_workflow_handle(parent.instance_id).signal(CALL_RETURNED_SIGNAL, ret)
+        except FailureError as err:
+            self._record("call.unanswered", data={"caller": parent.instance_id, "error": str(err)})
+
+    def _cancel_child(self, task_id: str, why: str) -> None:
+        child_id = self._children.pop(task_id)
+        self._record("call.cancelled", data={"instance_id": child_id, "reason": why})
+        self._cancelling.append(asyncio.create_task(self._cancel_instance(child_id)))
+
+    async def _cancel_instance(self, instance_id: str) -> None:
+        with contextlib.suppress(FailureError):  # it ended meanwhile
+            await workflow.get_external_workflow_handle(instance_id).cancel()
 
     async def _call_service(self, task_id: str, task: Any) -> None:
         spec = task.task_spec
@@ -544,6 +714,8 @@ class ProcessEngine:
         activity its workflow no longer waits for)."""
         if self._broadcasts:
             await asyncio.gather(*self._broadcasts)
+        if self._cancelling:  # and the called instances it cancelled were told (commands of a task
+            await asyncio.gather(*self._cancelling)  # not yet run would be dropped with the run)
 
     def _reconcile_human_tasks(self) -> None:
         ready = {str(t.id): t for t in runtime.human_tasks(self._bw)}
@@ -766,6 +938,10 @@ class ProcessEngine:
     async def _close_everything(self, outcome: str) -> None:
         for pending in self._activities.values():
             pending.cancel()
+        for task_id in list(self._children):
+            self._cancel_child(task_id, f"the calling instance was {outcome}")
+        if self._cancelling:
+            await asyncio.gather(*self._cancelling)
         for task_id in self._open:
             self._close(task_id, outcome, None)
         self._open.clear()

@@ -5,12 +5,13 @@ from typing import Annotated
 
 import anyio.from_thread
 from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
+from sqlalchemy.orm import Session
 
 from api import timer_schedules
 from api.deps import ModelerUser, SessionDep, StateDep
 from api.errors import ModelErrorsBody, responses
 from api.schemas import DefinitionPublic, DeploymentPublic
-from bpmn.definitions import ModelValidationError, load_process, validate_upload
+from bpmn.definitions import DeployableDefinition, ModelValidationError, load_process, validate_upload
 from bpmn.timer_starts import timer_starts
 from bpmn.xml import XmlLimits
 from store import audit, definitions
@@ -59,6 +60,9 @@ def deploy(
         )
     except ModelValidationError as err:
         raise HTTPException(422, detail=[e.__dict__ for e in err.errors]) from None
+    called = _missing_calls(session, deployable, user.tenant)
+    if called:
+        raise HTTPException(422, detail=called)  # before anything is stored
     try:
         stored = [
             definitions.deploy(
@@ -107,6 +111,44 @@ def deploy(
     return DeploymentPublic(
         definitions=[DefinitionPublic(key=s.key, version=s.version, hash=s.hash, name=s.name) for s in stored]
     )
+
+
+def _missing_calls(
+    session: Session, deployable: list[DeployableDefinition], tenant: str | None
+) -> list[dict[str, object]]:
+    """Call activities whose called process (or pinned version) is neither in this upload nor deployed.
+    A call bound to the latest version may find a newer one at run time; it must find one now."""
+    uploaded = {d.key for d in deployable}
+    problems: list[dict[str, object]] = []
+    for d in deployable:
+        for call in d.calls:
+            message = None
+            if call.binding == "deployment" and call.process_id not in uploaded:
+                message = (f"call activity binding 'deployment' calls the version deployed with the caller, "
+                           f"but process '{call.process_id}' is not in this upload")  # fmt: skip
+            elif call.process_id in uploaded and call.version is not None:
+                latest = definitions.get(session, key=call.process_id, tenant=tenant)
+                if call.version > (latest.version if latest else 0) + 1:  # this upload makes one version at most
+                    message = f"calls version {call.version} of process '{call.process_id}', which does not exist"
+            elif call.process_id in uploaded:
+                pass
+            elif definitions.get(session, key=call.process_id, version=call.version, tenant=tenant) is None:
+                what = (
+                    f"version {call.version} of process '{call.process_id}'"
+                    if call.version
+                    else f"process '{call.process_id}'"
+                )
+                message = f"calls {what}, which is neither in this upload nor deployed"
+            if message is not None:
+                file = next(
+                    (n for n, text in d.files.items() if f'id="{call.element_id}"' in text), next(iter(d.files))
+                )
+                line = next(
+                    (n for n, text in enumerate(d.files[file].splitlines(), 1) if f'id="{call.element_id}"' in text),
+                    None,
+                )
+                problems.append({"file": file, "element_id": call.element_id, "line": line, "message": message})
+    return problems
 
 
 def _error(file: str, message: str) -> dict[str, object]:

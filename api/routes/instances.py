@@ -74,6 +74,9 @@ def list_instances(
     definition_key: str | None = None,
     version: Annotated[int | None, Query(ge=1, le=DB_INT_MAX)] = None,
     business_key: str | None = None,
+    parent_id: Annotated[
+        str | None, Query(max_length=64, description="instances this one's call activities started")
+    ] = None,
     started_after: datetime | None = None,
     started_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -82,7 +85,7 @@ def list_instances(
     """Instances, newest first. A closure shows here within about a second of Temporal recording it."""
     where = instances.InstanceFilter(
         status=status, definition_key=definition_key, version=version, business_key=business_key,
-        started_after=started_after, started_before=started_before, tenant=user.tenant,
+        started_after=started_after, started_before=started_before, tenant=user.tenant, parent_id=parent_id,
     )  # fmt: skip
     with state.session_factory() as session:
         try:
@@ -93,6 +96,7 @@ def list_instances(
             InstanceSummary(
                 id=row.id, definition_key=row.definition_key, version=row.version, business_key=row.business_key,
                 status=row.status, started_at=row.started_at, started_by=row.started_by, closed_at=row.closed_at,
+                parent_id=row.parent_id, parent_element_id=row.parent_element_id,
             )
             for row in rows
         ]  # fmt: skip
@@ -101,15 +105,19 @@ def list_instances(
 
 @router.get("/instances/{instance_id}", responses=responses(404))
 async def get_instance(instance_id: str, user: AnyUser, state: StateDep, temporal: TemporalDep) -> InstancePublic:
-    def load() -> tuple[str, int, str | None] | None:
+    def load() -> tuple[str, int, str | None, str | None, str | None] | None:
         with state.session_factory() as session:
             row = instances.get(session, instance_id=instance_id, tenant=user.tenant)
-            return (row.definition_key, row.version, row.business_key) if row else None
+            return (
+                (row.definition_key, row.version, row.business_key, row.parent_id, row.parent_element_id)
+                if row
+                else None
+            )
 
     found = await run_in_threadpool(load)
     if found is None:
         raise HTTPException(404, detail=f"instance '{instance_id}' not found")
-    key, version, business_key = found
+    key, version, business_key, parent_id, parent_element_id = found
     handle = temporal.get_workflow_handle(instance_id, result_type=ProcessResult)
     try:
         description = await handle.describe()
@@ -134,6 +142,7 @@ async def get_instance(instance_id: str, user: AnyUser, state: StateDep, tempora
             )
             for i in view.incidents
         ],
+        parent_id=parent_id, parent_element_id=parent_element_id,
     )  # fmt: skip
 
 

@@ -238,3 +238,27 @@ def test_a_refused_key_leads_back_to_the_login_page(console: Console, platform: 
     console.go("#/instances")
     console.visible("#login-key")
     assert "next=" in console.driver.current_url
+
+
+def test_a_called_instance_and_its_caller_link_to_each_other(console: Console, platform: PlatformProcess) -> None:
+    data = Path(__file__).parent.parent / "data"
+    platform.deploy([data / "called_review.bpmn"])
+    platform.deploy([data / "calling_order.bpmn"])
+    with platform.client() as http:
+        started = http.post("/instances", json={
+            "definition_key": "calling_order", "variables": {"amount": 2, "escalate": False, "patience": "PT1H"},
+        })  # fmt: skip
+        assert started.status_code == 201, started.text
+        caller = started.json()["id"]
+    console.sign_in(platform.api_key)
+    console.go(f"#/instances/{caller}")
+    link = console.visible("#called-instances li a")
+    assert "called_review" in console.visible("#called-instances li").text
+    link.click()
+    console.wait.until(lambda d: caller not in d.current_url)
+    # (the test models carry no diagram: the pages' lists say where each instance is)
+    console.wait.until(lambda d: "Review the order" in d.find_element(By.ID, "instance-tasks").text)
+    assert "call_review" in console.visible("#instance-parent").text
+    console.click("#instance-parent a")
+    console.wait.until(lambda d: d.current_url.endswith(caller))
+    console.visible("#called-instances li a")

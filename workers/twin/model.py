@@ -211,6 +211,11 @@ class _Builder:
                 if target in self.nodes:
                     self.nodes[target].inputs.append(node.id)
         for node in self.nodes.values():
+            if node.child_scope is not None and node.child_scope not in specs:
+                raise ValueError(
+                    f"call activity {node.id!r} calls {node.child_scope!r}, which was deployed apart from this "
+                    "definition: the twin simulates the processes of one deployment"
+                )
             if node.child_scope is not None and node.child_scope not in self.starts:
                 raise ValueError(f"subprocess {node.id!r} runs {node.child_scope!r}, which has no start event")
         if self.process.process_id not in self.starts:

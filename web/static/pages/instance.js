@@ -26,12 +26,13 @@ export async function render(view, { params: [id], user, stillHere }) {
   const tasks = h("div", { class: "card", id: "instance-tasks" });
   const variables = h("div", { class: "card", id: "variables" });
   const timeline = h("div", { class: "card", id: "timeline" });
+  const called = h("div", { id: "called-instances" });
   view.append(
     backLink(),
     head,
     incidents,
     h("div", { class: "card card-flush" }, canvas, legend()),
-    h("div", { class: "grid-2" }, h("div", {}, tasks, variables), timeline),
+    h("div", { class: "grid-2" }, h("div", {}, tasks, called, variables), timeline),
   );
 
   let viewer = null;
@@ -56,11 +57,13 @@ export async function render(view, { params: [id], user, stillHere }) {
     }
     draw(incidents, "incidents", instance.incidents, (box, value) => drawIncidents(box, value, user, names, refresh));
     draw(variables, "variables", instance.variables, drawVariables);
-    const [taskRows, history] = await Promise.all([
+    const [taskRows, history, children] = await Promise.all([
       api("GET", "/tasks", { query: { instance_id: id, state: "all", all: can.operate(user) ? "true" : undefined } }).catch((err) => err),
       can.readHistory(user) ? api("GET", `${path}/history`).catch((err) => err) : Promise.resolve(null),
+      api("GET", "/instances", { query: { parent_id: id, limit: "100" } }).catch(() => ({ items: [] })),
     ]);
     if (!stillHere()) return;
+    draw(called, "called", children.items, drawCalled);
     lastHistory = history;
     draw(tasks, "tasks", taskRows instanceof Error ? { error: taskRows.text } : taskRows, drawTasks);
     draw(timeline, "timeline", history instanceof Error ? { error: history.text } : history, (box, value) => drawTimeline(box, value, names));
@@ -131,6 +134,9 @@ function drawHead(box, instance, user, refresh) {
         { class: "muted" },
         h("a", { href: `#/models/${encodeURIComponent(instance.definition_key)}?version=${instance.version}` }, `${instance.definition_key} v${instance.version}`),
         instance.business_key ? ` · business key ${instance.business_key}` : "",
+        instance.parent_id
+          ? h("span", { id: "instance-parent" }, " · called by ", h("a", { href: `#/instances/${encodeURIComponent(instance.parent_id)}` }, h("code", {}, shortId(instance.parent_id))), ` (${instance.parent_element_id})`)
+          : "",
         ` · ${instance.active.length} active, ${instance.completed.length} completed`,
       ),
       instance.error ? notice("error", h("strong", {}, "Error: "), instance.error) : null,
@@ -138,6 +144,29 @@ function drawHead(box, instance, user, refresh) {
     can.operate(user) && instance.status === "running"
       ? h("div", { class: "actions" }, h("button", { class: "btn btn-danger", type: "button", id: "instance-cancel", onclick: cancel }, "Cancel instance"))
       : null,
+  );
+}
+
+/** The instances this one's call activities started (each a Temporal child workflow). */
+function drawCalled(box, items) {
+  if (!items.length) {
+    box.replaceChildren();
+    return;
+  }
+  replace(
+    box,
+    h(
+      "div",
+      { class: "card" },
+      h("h2", {}, "Called instances"),
+      h(
+        "ul",
+        {},
+        items.map((child) =>
+          h("li", {}, h("a", { href: `#/instances/${encodeURIComponent(child.id)}` }, h("code", {}, shortId(child.id))), ` ${child.definition_key} v${child.version} from ${child.parent_element_id} `, statusBadge(child.status)),
+        ),
+      ),
+    ),
   );
 }
 
