@@ -32,7 +32,7 @@ from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
-from bpmn import call_activities, feel, forms, human_tasks, juel, messages, model_code, signals
+from bpmn import call_activities, event_subprocesses, feel, forms, human_tasks, juel, messages, model_code, signals
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
 from bpmn.script_engine import UnsafeCodeError, check_code
@@ -278,10 +278,18 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
             message = "conditional start events are not supported: start the instance when the condition holds"
         if local == "startEvent" and _in_event_subprocess(element) and not _defined_start(element):
             message = (
-                "error, escalation and none start events of event subprocesses are not supported: "
-                "SpiffWorkflow 3.2 reads them as none start events and runs the event subprocess as soon as "
-                "the process starts; catch the error or escalation with a boundary event on a subprocess"
+                "an event subprocess starts on an event: its start event needs an error, escalation or "
+                "message definition (a none start event would run it as soon as the process starts)"
             )
+        elif local == "startEvent" and _catches_error_or_escalation(element):
+            subprocess = element.getparent()
+            if not _in_event_subprocess(element):
+                message = "error and escalation start events belong to event subprocesses"
+            elif subprocess is not None and etree.QName(subprocess.getparent()).localname != "process":
+                message = (
+                    "error and escalation event subprocesses run at the process level, not yet inside a "
+                    "subprocess: catch the error or escalation with a boundary event on the subprocess"
+                )
         if local == "process" and not (element.get("id") or "").strip():
             # the process id is the definition's key: without one the store failed with a 500
             message = "a process needs an id: it is the key the definition is deployed and started by"
@@ -302,8 +310,16 @@ def _in_event_subprocess(start: etree._Element) -> bool:
 
 
 def _defined_start(start: etree._Element) -> bool:
-    """A start event whose definition is refused (or run) by its own rule: message, signal, timer, conditional."""
+    """A start event whose definition is refused (or run) by its own rule: message, signal, timer,
+    conditional, error, escalation."""
     kinds = ("messageEventDefinition", "signalEventDefinition", "timerEventDefinition", "conditionalEventDefinition")
+    return _catches_error_or_escalation(start) or any(
+        etree.QName(child).localname in kinds for child in start if isinstance(child.tag, str)
+    )
+
+
+def _catches_error_or_escalation(start: etree._Element) -> bool:
+    kinds = ("errorEventDefinition", "escalationEventDefinition")
     return any(etree.QName(child).localname in kinds for child in start if isinstance(child.tag, str))
 
 
@@ -911,6 +927,7 @@ def _specs_for(parser: AIMatrixParser, process_id: str, form_ids: dict[str, str]
     # for instances whose history ran calls as Spiff subprocesses.
     found = parser.get_subprocess_specs(process_id, require_call_activity_specs=False)
     subprocess_specs = {name: spec for name, spec in found.items() if spec is not None}
+    event_subprocesses.stabilize([spec, *subprocess_specs.values()])
     quote_iso_timers([spec, *subprocess_specs.values()])
     if parser.feel:
         translate_feel([spec, *subprocess_specs.values()])

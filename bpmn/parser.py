@@ -14,11 +14,13 @@ from lxml import etree
 from SpiffWorkflow.bpmn.parser.BpmnParser import full_tag
 from SpiffWorkflow.bpmn.parser.event_parsers import (
     CANCEL_EVENT_XPATH,
+    CONDITIONAL_EVENT_XPATH,
     ERROR_EVENT_XPATH,
     ESCALATION_EVENT_XPATH,
     MESSAGE_EVENT_XPATH,
     SIGNAL_EVENT_XPATH,
     TERMINATION_EVENT_XPATH,
+    TIMER_EVENT_XPATH,
 )
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.defaults import (
@@ -270,7 +272,28 @@ def _throws_message(node: etree._Element) -> bool:
 
 
 class _StartEventParser(_SignalParsing, SpiffStartEventParser):
-    pass
+    """SpiffWorkflow 3.2 reads no error or escalation on a start event: the start event of an error or
+    escalation event subprocess became a none start, and the event subprocess ran as soon as the
+    process started. Read here, for start events of event subprocesses (where BPMN allows them)."""
+
+    def create_task(self) -> Any:
+        parent = self.node.getparent()
+        in_event_subprocess = (
+            parent is not None
+            and etree.QName(parent).localname == "subProcess"
+            and (parent.get("triggeredByEvent") or "").strip().lower() == "true"
+        )
+        if not in_event_subprocess:
+            return super().create_task()
+        event_definition = self.get_event_definition([
+            MESSAGE_EVENT_XPATH, SIGNAL_EVENT_XPATH, TIMER_EVENT_XPATH, CONDITIONAL_EVENT_XPATH,
+            ERROR_EVENT_XPATH, ESCALATION_EVENT_XPATH,
+        ])  # fmt: skip
+        task = self._create_task(event_definition)
+        # read by bpmn/event_subprocesses.py: an interrupting one ends the rest of its process
+        task.interrupting = (self.node.get("isInterrupting") or "true").strip().lower() != "false"
+        self.spec.start.connect(task)
+        return task
 
 
 class _EndEventParser(_MessagePublishing, _SignalParsing, SpiffEndEventParser):

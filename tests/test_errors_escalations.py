@@ -2,7 +2,9 @@
 error boundary event on its subprocess; an escalation caught by a non-interrupting boundary event while
 the work goes on; an error nobody catches fails the instance naming the element and the error (plain
 SpiffWorkflow completes such an instance as if nothing happened). Event subprocesses started by errors
-or escalations are refused at deploy: SpiffWorkflow 3.2 runs them as soon as the process starts."""
+or escalations run at the process level: a non-interrupting one beside the flow, an interrupting one in
+its place (SpiffWorkflow 3.2 read their start events as none starts and ran them as soon as the process
+started); the forms that cannot run are refused at deploy, naming the start event."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
+from bpmn import runtime
+from bpmn.definitions import content_hash, load_process
 from tests.helpers import (
     DATA,
     completed_history,
@@ -75,20 +80,81 @@ async def test_an_error_nobody_catches_fails_the_instance_naming_it(api: httpx.A
     assert "u_end" not in failed["completed"]
 
 
-async def test_error_and_escalation_event_subprocesses_are_refused_at_deploy(api: httpx.AsyncClient) -> None:
-    xml = MODEL.read_text().replace(
-        '    <bpmn:boundaryEvent id="late_caught" attachedToRef="work" cancelActivity="false">',
-        '    <bpmn:subProcess id="on_late" triggeredByEvent="true">\n'
-        '      <bpmn:startEvent id="late_start" isInterrupting="false">'
-        '<bpmn:escalationEventDefinition escalationRef="late" /></bpmn:startEvent>\n'
-        "    </bpmn:subProcess>\n"
-        '    <bpmn:boundaryEvent id="late_caught" attachedToRef="work" cancelActivity="false">',
-    )
-    response = await deploy_text(api, "event_subprocess.bpmn", xml)
-    assert response.status_code == 422, response.text
-    [problem] = (
-        response.json()["detail"]["errors"]
-        if isinstance(response.json()["detail"], dict)
-        else [p for p in response.json()["detail"] if "late_start" in str(p)]
-    )
-    assert "late_start" in str(problem) and "event subprocess" in str(problem)
+EVENT_SUBPROCESSES = DATA / "event_subprocesses.bpmn"
+
+
+async def test_an_escalation_starts_a_non_interrupting_event_subprocess_beside_the_flow(api: httpx.AsyncClient) -> None:
+    assert (await deploy(api, EVENT_SUBPROCESSES)).status_code in (200, 201)
+    instance = await start(api, "event_subprocesses", {"fail": False})
+    done = await wait_for(api, instance, "completed")
+    assert done["variables"] == {"fail": False, "x": 1, "noted": True}  # the process's data, and the handler's
+    assert {"esc_start", "note", "on_late", "ok"} <= set(done["completed"])
+    assert "err_start" not in done["completed"]
+
+
+async def test_an_error_starts_an_interrupting_event_subprocess_that_handles_it(api: httpx.AsyncClient) -> None:
+    assert (await deploy(api, EVENT_SUBPROCESSES)).status_code in (200, 201)
+    instance = await start(api, "event_subprocesses", {"fail": True})
+    done = await wait_for(api, instance, "completed")
+    # the handler saw the data as it was when the error was thrown (x), and its own is kept. The
+    # escalation's handler was still running its script (on the sandbox pool) when the error came, in
+    # the same engine pass: the interrupting event subprocess ended it, as it ends everything else.
+    assert done["variables"] == {"fail": True, "x": 1, "handled": True}
+    assert {"fail", "err_start", "handle", "on_error"} <= set(done["completed"])
+    assert "note" not in done["completed"]
+
+
+async def test_an_interrupting_event_subprocess_cancels_a_waiting_user_task(api: httpx.AsyncClient) -> None:
+    assert (await deploy(api, EVENT_SUBPROCESSES)).status_code in (200, 201)
+    calm = await start(api, "interrupted_wait", {"fail": False})
+    [task] = await wait_for_tasks(api, calm)
+    assert (await take_and_complete(api, task, {"ok": True})).status_code == 200
+    done = await wait_for(api, calm, "completed")
+    assert "cleaned_up" not in done["variables"] and "ok2" in done["completed"]
+
+    failing = await start(api, "interrupted_wait", {"fail": True})
+    done = await wait_for(api, failing, "completed")
+    assert done["variables"] == {"fail": True, "cleaned_up": True}
+    assert "wait" not in done["completed"] and "ok2" not in done["completed"]
+    assert (await api.get("/tasks", params={"instance_id": failing, "state": "open"})).json() == []
+    history = await completed_history(api, failing)
+    cancelled = [r["element_id"] for r in history if r["action"] == "element.cancelled"]
+    assert "wait" in cancelled or not any(r["element_id"] == "wait" for r in history), cancelled
+
+
+async def test_event_subprocesses_that_cannot_run_are_refused_at_deploy(api: httpx.AsyncClient) -> None:
+    text = EVENT_SUBPROCESSES.read_text()
+    cases = {
+        "none_start": (text.replace(
+            '<bpmn:startEvent id="esc_start" isInterrupting="false"><bpmn:outgoing>l1</bpmn:outgoing>'
+            '<bpmn:escalationEventDefinition escalationRef="late_esc" /></bpmn:startEvent>',
+            '<bpmn:startEvent id="esc_start"><bpmn:outgoing>l1</bpmn:outgoing></bpmn:startEvent>'),
+            "esc_start", "an event subprocess starts on an event"),
+        "plain_error_start": (text.replace(
+            '<bpmn:startEvent id="s"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>',
+            '<bpmn:startEvent id="s"><bpmn:outgoing>f1</bpmn:outgoing>'
+            '<bpmn:errorEventDefinition errorRef="oops_error" /></bpmn:startEvent>'),
+            "s", "belong to event subprocesses"),
+    }  # fmt: skip
+    for label, (xml, element_id, expected) in cases.items():
+        assert xml != text, label
+        response = await deploy_text(api, f"{label}.bpmn", xml.replace('id="event_subprocesses"', f'id="{label}"'))
+        assert response.status_code == 422, (label, response.text)
+        problems = response.json()["detail"]
+        assert any(p["element_id"] == element_id and expected in p["message"] for p in problems), (label, problems)
+
+
+@pytest.mark.backend_free
+def test_every_instance_of_a_definition_runs_its_event_subprocesses_alike() -> None:
+    # SpiffWorkflow linked an event subprocess into the shared spec when first triggered: the first
+    # instance lost the handler's data, and later instances that never triggered it never ended
+    files = {"e.bpmn": EVENT_SUBPROCESSES.read_text() + "<!-- a spec of its own -->"}
+    process = load_process(files, "event_subprocesses", content_hash(files))
+    outcomes = []
+    for fail in (True, False, True, False):
+        workflow = runtime.new_workflow(process, {"fail": fail})
+        runtime.run_engine(workflow)
+        outcomes.append((workflow.completed, runtime.variables(workflow)))
+    handled = (True, {"fail": True, "x": 1, "noted": True, "handled": True})
+    calm = (True, {"fail": False, "x": 1, "noted": True})
+    assert outcomes == [handled, calm, handled, calm]

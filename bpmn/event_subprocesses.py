@@ -1,0 +1,86 @@
+"""Event subprocesses that behave the same in every instance of a definition.
+
+SpiffWorkflow 3.2 links an event subprocess (message, signal, error, escalation start) into its
+process's graph the first time one is triggered, by changing the shared spec (`BpmnStartTask.trigger_wf`
+connects it to the start and end). Since parsed definitions are shared between instances and workflow
+runs (bpmn/definitions.py caches them), the first instance to trigger one changed every later one:
+before it, the process's end did not wait for a running event subprocess (its data was lost); after
+it, every new instance's start predicted the event subprocess, and an instance that never triggered it
+never ended. A worker that had triggered one replayed a history differently from a fresh one.
+
+Here every event subprocess is linked once, when the definition is parsed, and the start task no
+longer predicts them: an event subprocess runs only when triggered, and the process's end waits
+for it and takes its data, in the first instance as in the thousandth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from SpiffWorkflow.bpmn.specs.control import BpmnStartTask
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+
+
+class StableStartTask(BpmnStartTask):
+    """A process's start: its children are the process's start paths; the event subprocesses
+    linked to it become children only when triggered (`trigger_wf`)."""
+
+    def _predict_hook(self, my_task: Task) -> None:
+        state = TaskState.FUTURE if my_task.has_state(TaskState.DEFINITE_MASK) else my_task.state
+        my_task._sync_children([s for s in self.outputs if s.name not in self.trigger_specs], state)
+
+    def trigger_wf(self, my_task: Task, spec_name: str) -> Any:
+        """Spiff's, without linking the spec (done once, above), and with the triggered task's own
+        path (to the process's end) laid out, as the start's prediction would have."""
+        spec = self._wf_spec.task_specs[spec_name]
+        child = my_task._add_child(spec, TaskState.FUTURE)
+        child.triggered = True
+        # the process's data as it is now (Spiff's child would start with the data the process started with)
+        child.set_data(**_current_data(my_task.workflow))
+        spec._predict(child, mask=TaskState.FUTURE)
+        if _interrupting(my_task.workflow, spec_name):
+            _interrupt(my_task.workflow, child)
+        spec._update(child)
+        return child.id
+
+
+def _current_data(workflow: Any) -> dict[str, Any]:
+    mask = TaskState.COMPLETED | TaskState.READY | TaskState.STARTED | TaskState.WAITING
+    tasks = [t for t in workflow.get_tasks(state=mask) if t.workflow is workflow]
+    data: dict[str, Any] = {}
+    for task in sorted(tasks, key=lambda t: t.last_state_change):
+        data.update(task.data)
+    return data
+
+
+def _interrupting(workflow: Any, spec_name: str) -> bool:
+    sp_spec = workflow.top_workflow.subprocess_specs.get(spec_name) if workflow.top_workflow else None
+    starts = getattr(sp_spec, "bpmn_start_events", None) or []
+    return any(getattr(start, "interrupting", False) for start in starts)
+
+
+def _interrupt(workflow: Any, kept: Task) -> None:
+    """An interrupting event subprocess ends everything else its process is doing (SpiffWorkflow
+    3.2 starts it beside the rest, which then goes on as if nothing happened)."""
+    ends = {workflow.spec.end.name, "End"}
+    for task in list(workflow.get_tasks(state=TaskState.NOT_FINISHED_MASK)):
+        if task.workflow is not workflow or task is kept or task.is_descendant_of(kept):
+            continue
+        if task.task_spec.name in ends or task.has_state(TaskState.CANCELLED):
+            continue
+        task.cancel()
+
+
+def stabilize(specs: list[Any]) -> None:
+    """Link every event subprocess of these process specs into its process, once."""
+    for spec in specs:
+        start = spec.start
+        if not isinstance(start, BpmnStartTask):
+            continue
+        start.__class__ = StableStartTask
+        for name in start.trigger_specs:
+            task_spec = spec.task_specs[name]
+            if start not in task_spec.inputs:
+                start.connect(task_spec)
+                task_spec.connect(spec.end)
