@@ -35,6 +35,7 @@ from SpiffWorkflow.specs.MultiChoice import MultiChoice
 from bpmn import call_activities, event_subprocesses, feel, forms, human_tasks, juel, messages, model_code, signals
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec
+from bpmn.restricted import AST_LOCK
 from bpmn.script_engine import UnsafeCodeError, check_code
 from bpmn.signals import PlatformSignalEventDefinition
 from bpmn.specs import ExternalServiceTask, SandboxedScriptTask
@@ -544,9 +545,12 @@ def _check_timer(
     try:
         # Only literals: evaluating the model's expression here let `9**9**9**9` or `'x' * 10**10`
         # hold the API for good.
-        value = ast.literal_eval(source)
+        with AST_LOCK:
+            value = ast.literal_eval(source)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        if not any(isinstance(node, ast.Name) for node in ast.walk(ast.parse(source, mode="eval"))):
+        with AST_LOCK:
+            parsed = ast.parse(source, mode="eval")
+        if not any(isinstance(node, ast.Name) for node in ast.walk(parsed)):
             # It reads no process data, so it is the same every time, and the engine would evaluate
             # it inside the workflow: a constant bomb there stalls the engine instead of the API.
             line = _line_of(upload.roots.get(file_name), element_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import builtins
 import math
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from types import CodeType
@@ -134,9 +135,16 @@ class UnsafeCodeError(ValueError):
         self.line = line
 
 
+# CPython 3.11 keeps the AST converter's recursion counter in module state shared by all threads: two
+# threads parsing at once (the API checking a deploy while a workflow compiles a condition) can fail
+# one of them with "SystemError: AST constructor recursion depth mismatch" (fixed in 3.12, gh-106905).
+AST_LOCK = threading.RLock()
+
+
 def check_code(source: str, mode: str = "exec") -> ast.Module | ast.Expression:
     """Parse `source` and refuse anything outside the allow-list. Raises SyntaxError or UnsafeCodeError."""
-    tree = ast.parse(source, filename=SCRIPT_FILENAME, mode=mode)
+    with AST_LOCK:
+        tree = ast.parse(source, filename=SCRIPT_FILENAME, mode=mode)
     assert isinstance(tree, ast.Module | ast.Expression)
     for node in ast.walk(tree):
         line = getattr(node, "lineno", None)
@@ -175,7 +183,8 @@ def compile_checked(source: str, mode: str) -> CodeType:
     """Check, then compile with the size guards of bpmn/bounded.py in place of `**`, `*`, `<<` and
     the text-growing methods (checked first: the guards' names are ones model code cannot spell)."""
     tree = bounded.rewrite(check_code(source, mode))
-    code: CodeType = compile(tree, SCRIPT_FILENAME, mode)
+    with AST_LOCK:
+        code: CodeType = compile(tree, SCRIPT_FILENAME, mode)
     return code
 
 

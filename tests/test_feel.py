@@ -13,7 +13,7 @@ import pytest
 from bpmn import bounded, feel_runtime
 from bpmn.feel import MAX_DEPTH, MAX_LENGTH, FeelError, to_python
 from bpmn.feel_runtime import FEEL_FUNCTIONS
-from bpmn.restricted import check_code
+from bpmn.restricted import AST_LOCK, check_code
 from bpmn.script_engine import RestrictedEnvironment
 
 pytestmark = pytest.mark.backend_free  # no platform database: once, in the SQLite pass
@@ -335,7 +335,8 @@ def test_runtime_limits_still_apply() -> None:
 
 def test_runtime_imports_only_the_standard_library() -> None:
     # the script sandbox's child imports it without site-packages
-    tree = ast.parse(Path(feel_runtime.__file__).read_text())
+    with AST_LOCK:  # the engine may be compiling a condition in another thread (bpmn/restricted.py)
+        tree = ast.parse(Path(feel_runtime.__file__).read_text())
     imported = {
         (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
         for node in ast.walk(tree)
