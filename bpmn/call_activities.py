@@ -42,6 +42,7 @@ class CallActivity(SpiffCallActivity):
     (The class name stays: the twin and the audit read element types by it.)"""
 
     call: CalledProcess | None = None  # how it is bound; set by the parser
+    mapping: CallMapping | None = None  # Camunda's data mappings; None: SpiffWorkflow's (all in, all back)
 
     def _update_hook(self, my_task: Task) -> Any:
         top = my_task.workflow.top_workflow
@@ -73,13 +74,44 @@ def is_started_call(task: Task) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class CallMapping:
+    """Camunda's data mappings of a call activity (`zeebe:ioMapping` with `zeebe:calledElement`'s
+    propagateAll* flags; `camunda:in` and `camunda:out`). Expressions are Python, as the parser made
+    them (FEEL and JUEL translated); the outputs' are evaluated over the called instance's data."""
+
+    inputs: tuple[tuple[str, str], ...] = ()  # (expression over the caller's data, variable)
+    outputs: tuple[tuple[str, str], ...] = ()  # (expression over the called instance's data, variable)
+    all_in: bool = True  # the called instance starts with all of the caller's data, and the inputs
+    all_out: bool = True  # without outputs, the caller takes all of the called instance's data
+
+
+def call_inputs(task: Task) -> dict[str, Any]:
+    """What the called instance starts with. Raises what an input expression raises."""
+    mapping = task.task_spec.mapping
+    if mapping is None:
+        return dict(task.data)
+    data = dict(task.data) if mapping.all_in else {}
+    environment = task.workflow.script_engine.environment
+    for source, target in mapping.inputs:
+        data[target] = environment.evaluate(source, dict(task.data))
+    return data
+
+
 def returned(task: Task, variables: dict[str, Any], outputs_only: bool) -> None:
-    """The called instance completed with `variables`: the call activity takes them and runs on (its
-    post-script and outgoing flows run in the next engine pass, as after a Spiff subprocess)."""
-    if outputs_only:
-        task.data.update(variables)
+    """The called instance completed with `variables`: the call activity takes them (through its
+    output mappings, if any) and runs on (its post-script and outgoing flows run in the next engine
+    pass, as after a Spiff subprocess). Raises what an output expression raises."""
+    mapping = task.task_spec.mapping
+    if mapping is not None and mapping.outputs:
+        environment = task.workflow.script_engine.environment
+        task.data.update({target: environment.evaluate(source, dict(variables)) for source, target in mapping.outputs})
+    elif mapping is not None and not mapping.all_out:
+        pass  # the caller takes nothing back
+    elif outputs_only or (mapping is not None and not mapping.all_in):
+        task.data.update(variables)  # merged: the called instance did not hold all of the caller's data
     else:
-        task.data = dict(variables)
+        task.data = dict(variables)  # as SpiffWorkflow: the called instance started with all of it
     task._set_state(TaskState.READY)
 
 

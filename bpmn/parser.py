@@ -41,7 +41,7 @@ from SpiffWorkflow.spiff.parser.event_parsers import (
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import CallActivityParser, ScriptTaskParser, ServiceTaskParser
 
-from bpmn import activity_options, call_activities, camunda8, determinism, feel, human_tasks, ordered_outputs
+from bpmn import activity_options, call_activities, camunda8, determinism, feel, human_tasks, juel, ordered_outputs
 from bpmn.signals import PlatformSignalEventDefinition
 from bpmn.specs import (
     ExternalServiceTask,
@@ -57,6 +57,7 @@ ordered_outputs.install()
 
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
 _ZEEBE = {"zeebe": ZEEBE_NS, "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL"}
+_CAMUNDA = {"camunda": "http://camunda.org/schema/1.0/bpmn", "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL"}
 
 
 def _literal(value: str) -> str:
@@ -343,7 +344,66 @@ class _CallActivityParser(CallActivityParser):
             task.call = call_activities.read_call(self.node)
         except call_activities.BindingError as err:
             raise ValidationException(str(err), node=self.node, file_name=self.filename) from None
+        task.mapping = self._mapping()
         return task
+
+    def _mapping(self) -> call_activities.CallMapping | None:
+        """Camunda 8's zeebe:ioMapping and propagateAll* flags, Camunda 7's camunda:in and camunda:out."""
+        use_feel = bool(getattr(self.process_parser.parser, "feel", True))
+        zeebe = self.node.xpath("./bpmn:extensionElements/zeebe:ioMapping/*", namespaces=_ZEEBE)
+        called = self.node.xpath("./bpmn:extensionElements/zeebe:calledElement", namespaces=_ZEEBE)
+        camunda = self.node.xpath("./bpmn:extensionElements/camunda:in | ./bpmn:extensionElements/camunda:out",
+                                  namespaces=_CAMUNDA)  # fmt: skip
+        if not zeebe and not called and not camunda:
+            return None
+        inputs: list[tuple[str, str]] = []
+        outputs: list[tuple[str, str]] = []
+        for mapping in zeebe:
+            kind, target = etree.QName(mapping).localname, mapping.get("target", "")
+            self._check_target(target, kind)
+            source = zeebe_expression(mapping.get("source", ""), f"{kind} '{target}'", self.node, self.filename,
+                                      use_feel=use_feel)  # fmt: skip
+            (inputs if kind == "input" else outputs).append((source, target))
+        flags = called[0] if called else None
+        all_in = flags is None or (flags.get("propagateAllParentVariables") or "true").strip().lower() != "false"
+        all_out = flags is None or (flags.get("propagateAllChildVariables") or "true").strip().lower() != "false"
+        c7_in = [m for m in camunda if etree.QName(m).localname == "in"]
+        c7_out = [m for m in camunda if etree.QName(m).localname == "out"]
+        if c7_in:  # Camunda 7 passes only what camunda:in names
+            all_in = any(m.get("variables") == "all" for m in c7_in)
+        if c7_out:
+            all_out = any(m.get("variables") == "all" for m in c7_out)
+        for mapping in camunda:
+            kind = "input" if etree.QName(mapping).localname == "in" else "output"
+            if mapping.get("variables") == "all" or mapping.get("businessKey") is not None:
+                continue  # all of them (above); the business key goes to the called instance anyway
+            target = mapping.get("target", "")
+            self._check_target(target, f"camunda:{etree.QName(mapping).localname}")
+            (inputs if kind == "input" else outputs).append((self._camunda_source(mapping), target))
+        return call_activities.CallMapping(tuple(inputs), tuple(outputs), all_in, all_out)
+
+    def _check_target(self, target: str, what: str) -> None:
+        if not target.isidentifier() or target.startswith("_"):
+            raise ValidationException(
+                f"{what} target {target!r} must be a variable name", node=self.node, file_name=self.filename
+            )
+
+    def _camunda_source(self, mapping: etree._Element) -> str:
+        source, expression = mapping.get("source"), mapping.get("sourceExpression")
+        if source is not None and source.isidentifier():
+            return source
+        if expression is not None:
+            try:
+                return juel.to_python(expression)
+            except juel.JuelError as err:
+                raise ValidationException(
+                    f"camunda:{etree.QName(mapping).localname} sourceExpression {expression!r}: {err}",
+                    node=self.node, file_name=self.filename,
+                ) from None  # fmt: skip
+        raise ValidationException(
+            f"camunda:{etree.QName(mapping).localname} needs a source variable name or a sourceExpression",
+            node=self.node, file_name=self.filename,
+        )  # fmt: skip
 
 
 class AIMatrixParser(SpiffBpmnParser):

@@ -111,6 +111,42 @@ async def test_a_call_bound_to_its_deployment_runs_the_version_deployed_with_it(
     assert (await wait_for(api, instance, "completed"))["variables"]["label"] == "bundled"
 
 
+async def test_camunda_data_mappings_choose_what_goes_in_and_comes_back(api: httpx.AsyncClient) -> None:
+    await deploy(api, REVIEW)
+    flows = "<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>"
+    zeebe = _CALLER.format(label="zeebe_mapped", call=(
+        '<bpmn:callActivity id="the_call"><bpmn:extensionElements>'
+        '<zeebe:calledElement processId="called_review" propagateAllChildVariables="false" />'
+        '<zeebe:ioMapping><zeebe:input source="=price * 10" target="amount" />'
+        '<zeebe:input source="=false" target="escalate" /><zeebe:output source="=score + 1" target="review_score" />'
+        f"</zeebe:ioMapping></bpmn:extensionElements>{flows}</bpmn:callActivity>"
+    ))  # fmt: skip
+    camunda7 = _CALLER.format(label="c7_mapped", call=(
+        '<bpmn:callActivity id="the_call" calledElement="called_review" '
+        'xmlns:camunda="http://camunda.org/schema/1.0/bpmn"><bpmn:extensionElements>'
+        '<camunda:in source="price" target="amount" /><camunda:in sourceExpression="${false}" target="escalate" />'
+        f'<camunda:out source="score" target="c7_score" /></bpmn:extensionElements>{flows}</bpmn:callActivity>'
+    ))  # fmt: skip
+    for label, xml in (("zeebe_mapped", zeebe), ("c7_mapped", camunda7)):
+        assert (await deploy_text(api, f"{label}.bpmn", xml)).status_code in (200, 201), label
+
+    caller = await start(api, "caller_zeebe_mapped", {"price": 3})
+    called = await _called(api, caller)
+    await take_and_complete(api, await _open_task(api, called["id"]), {"approved": True})
+    # in: all of the caller's data and the inputs; back: only the output (propagateAllChildVariables off)
+    assert (await wait_for(api, caller, "completed"))["variables"] == {"price": 3, "review_score": 61}
+    assert (await wait_for(api, called["id"], "completed"))["variables"]["amount"] == 30
+
+    caller = await start(api, "caller_c7_mapped", {"price": 3, "secret": "kept here"})
+    called = await _called(api, caller)
+    await take_and_complete(api, await _open_task(api, called["id"]), {"approved": True})
+    assert (await wait_for(api, caller, "completed"))["variables"] == {"price": 3, "secret": "kept here", "c7_score": 6}
+    child = await wait_for(api, called["id"], "completed")
+    assert (
+        "secret" not in child["variables"] and "price" not in child["variables"]
+    )  # Camunda 7 passes what camunda:in names
+
+
 async def test_an_error_the_called_instance_ends_with_reaches_the_call_activity(api: httpx.AsyncClient) -> None:
     await deploy(api, REVIEW)
     await deploy(api, ORDER)

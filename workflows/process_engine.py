@@ -470,6 +470,12 @@ class ProcessEngine:
         child_id = str(uuid.uuid5(_CALLS, f"{self._input.instance_id}\x00{task_id}\x00{dispatch}"))
         caller = CallParent(self._input.instance_id, task_id, element_id)
         called = task.task_spec.call
+        try:
+            variables = runtime.json_safe(call_activities.call_inputs(task))
+        except Exception as err:  # the model's input expression over the model's data
+            _reraise_temporal(err)
+            self._inbox.append(("service_failure", task_id, f"an input mapping failed: {type(err).__name__}: {err}"))
+            return
         request = PrepareCallInput(
             caller=caller,
             caller_key=self._input.definition_key,
@@ -479,7 +485,7 @@ class ProcessEngine:
             binding=called.binding if called else "latest",
             called_version=called.version if called else None,
             instance_id=child_id,
-            variables=runtime.json_safe(task.data),
+            variables=variables,
             business_key=self._input.business_key,
             tenant=self._input.tenant,
             history_limit=self._input.history_limit,
@@ -499,13 +505,15 @@ class ProcessEngine:
             return
         # before the start: the child's answer may be handled before the start resolves
         self._children[task_id] = child_id
-        await workflow.start_child_workflow(
+        handle = await workflow.start_child_workflow(
             PROCESS_WORKFLOW,
             child,
             id=child_id,
             task_queue=workflow.info().task_queue,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
+        # its answer comes by signal (call_returned); the handle's own outcome is not awaited
+        handle.add_done_callback(_outcome_seen)
         self._record("call.started", element_id=element_id, data={
             "instance_id": child_id, "definition_key": child.definition_key, "version": child.version,
         })  # fmt: skip
@@ -526,7 +534,13 @@ class ProcessEngine:
             self._details[task_id] = (None, {"called": ret.instance_id, "variables": ret.variables})
             self._record("call.completed", element_id=element_id, data={**data, "variables": ret.variables})
             runtime.remember_called(self._bw, ret.completed)
-            call_activities.returned(task, ret.variables, ret.outputs_only)
+            try:
+                call_activities.returned(task, ret.variables, ret.outputs_only)
+            except Exception as err:  # an output mapping that does not fit what the called instance left
+                _reraise_temporal(err)
+                raise _Failure(
+                    f"call activity '{element_id}': an output mapping failed: {type(err).__name__}: {err}"
+                ) from None
             return
         self._record("call.failed", element_id=element_id, data={**data, "error": ret.error})
         message = f"called instance {ret.instance_id} {ret.status}: {ret.error}"
@@ -1141,6 +1155,11 @@ def _check_variables(variables: dict[str, Any]) -> None:
         runtime.check_variables(variables)
     except ValueError as err:
         raise ApplicationError(str(err), type=INVALID_VARIABLES, non_retryable=True) from None
+
+
+def _outcome_seen(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()  # taken, so that asyncio does not log a failed child as an error nobody saw
 
 
 def _unstarted(err: ActivityError) -> bool:
