@@ -1,13 +1,12 @@
-"""A call activity's called instance, before its caller starts it as a child workflow: which deployed
-version it runs (bpmn/call_activities.py's bindings), what data it starts with, and its row in the
-instance index, naming its caller. The instance id comes from the call, so a retried activity indexes
-it once.
+"""A call activity's called instance: before its caller starts it as a child workflow, which deployed
+version it runs (bpmn/call_activities.py's bindings) and what data it starts with; once it runs, its
+row in the instance index, naming its caller. The called instance writes that row itself, as its first
+step: a row then always has a workflow behind it (a caller cancelled between the two leaves none).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -18,7 +17,14 @@ from bpmn import call_activities
 from bpmn.definitions import MessageStartOnly, load_process, start_input
 from store import definitions
 from store.definitions import StoredDefinition
-from workflows.contracts import MODEL_ERROR, PREPARE_CALL_ACTIVITY, PrepareCallInput, ProcessInput
+from workflows.contracts import (
+    INDEX_CALLED_ACTIVITY,
+    MODEL_ERROR,
+    PREPARE_CALL_ACTIVITY,
+    CalledInstanceIndex,
+    PrepareCallInput,
+    ProcessInput,
+)
 
 
 class CalledInstances:
@@ -27,16 +33,21 @@ class CalledInstances:
 
     @activity.defn(name=PREPARE_CALL_ACTIVITY)
     async def prepare_call(self, inp: PrepareCallInput) -> ProcessInput:
-        requested_at = datetime.now(UTC)
-        started = await asyncio.to_thread(self._input, inp)
+        return await asyncio.to_thread(self._input, inp)
+
+    @activity.defn(name=INDEX_CALLED_ACTIVITY)
+    async def index_called(self, inp: CalledInstanceIndex) -> None:
+        """Idempotent (index_started): a retried activity adds nothing."""
         caller = inp.caller
-        await asyncio.to_thread(
-            index_started, self._session_factory, started, requested_at=requested_at,
-            actor=f"instance/{caller.instance_id}",
-            data={"called_by": {"instance_id": caller.instance_id, "element_id": caller.element_id},
-                  "binding": inp.binding},
+        started = ProcessInput(
+            instance_id=inp.instance_id, definition_key=inp.definition_key, version=inp.version, definition_hash="",
+            files={}, business_key=inp.business_key, tenant=inp.tenant, parent=caller,
         )  # fmt: skip
-        return started
+        await asyncio.to_thread(
+            index_started, self._session_factory, started, requested_at=activity.info().started_time,
+            actor=f"instance/{caller.instance_id}",
+            data={"called_by": {"instance_id": caller.instance_id, "element_id": caller.element_id}},
+        )  # fmt: skip
 
     def _input(self, inp: PrepareCallInput) -> ProcessInput:
         with self._session_factory() as session:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
 from SpiffWorkflow.spiff.specs.defaults import CallActivity as SpiffCallActivity
 from SpiffWorkflow.task import Task
@@ -106,13 +107,20 @@ def returned(task: Task, variables: dict[str, Any], outputs_only: bool) -> None:
     if mapping is not None and mapping.outputs:
         environment = task.workflow.script_engine.environment
         task.data.update({target: environment.evaluate(source, dict(variables)) for source, target in mapping.outputs})
-    elif mapping is not None and not mapping.all_out:
+    elif mapping is not None and not mapping.all_out and not _one_of_many(task):
         pass  # the caller takes nothing back
     elif outputs_only or (mapping is not None and not mapping.all_in):
         task.data.update(variables)  # merged: the called instance did not hold all of the caller's data
     else:
         task.data = dict(variables)  # as SpiffWorkflow: the called instance started with all of it
     task._set_state(TaskState.READY)
+
+
+def _one_of_many(task: Task) -> bool:
+    """One instance of a multi-instance call: its data is that instance's own scope (the multi-instance
+    collects from it with its output element, and nothing else of it reaches the process), so the
+    called instance's data comes back to it as Zeebe propagates it to the call activity's local scope."""
+    return task.parent is not None and isinstance(task.parent.task_spec, MultiInstanceTask)
 
 
 @dataclass(frozen=True)

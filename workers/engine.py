@@ -82,6 +82,7 @@ def build_worker(
             broadcaster.broadcast_signal,
             publisher.publish,
             calls.prepare_call,
+            calls.index_called,
         ],
         workflow_runner=workflow_runner(),
     )

@@ -47,9 +47,11 @@ BROADCAST_SIGNAL_ACTIVITY = "engine.broadcast_signal"
 # Send tasks and message throw and end events: ServiceTaskInput with params name, correlation_key,
 # variables → the receipt {message, correlation_key, delivered, started}, on the engine queue.
 MESSAGE_PUBLISH_ACTIVITY = "message.publish"
-# A call activity: resolve the called definition and index the called instance (PrepareCallInput →
-# the child's ProcessInput), on the engine queue; the caller then starts it as a child workflow.
+# A call activity: resolve the called definition (PrepareCallInput → the child's ProcessInput), on the
+# engine queue; the caller then starts it as a child workflow.
 PREPARE_CALL_ACTIVITY = "engine.prepare_call"
+# A called instance indexes itself first thing (CalledInstanceIndex), once its workflow exists.
+INDEX_CALLED_ACTIVITY = "engine.index_called"
 # A called instance that ended tells its caller's current run (CallReturn): a signal, not the child
 # workflow's result, because the caller may have continued as new since it started the call.
 CALL_RETURNED_SIGNAL = "call_returned"
@@ -160,6 +162,16 @@ class PrepareCallInput:
     business_key: str | None = None
     tenant: str | None = None
     history_limit: int | None = None
+
+
+@dataclass
+class CalledInstanceIndex:
+    instance_id: str
+    definition_key: str
+    version: int
+    caller: CallParent
+    business_key: str | None = None
+    tenant: str | None = None
 
 
 @dataclass

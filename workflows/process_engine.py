@@ -51,6 +51,7 @@ from workflows.contracts import (
     CALL_RETURNED_SIGNAL,
     EDGE_SITE_PATTERN,
     INCIDENT_NOT_OPEN,
+    INDEX_CALLED_ACTIVITY,
     INSTANCE_NOT_RUNNING,
     INVALID_FORM_DATA,
     INVALID_VARIABLES,
@@ -67,6 +68,7 @@ from workflows.contracts import (
     AuditBatch,
     AuditEntry,
     BroadcastSignalInput,
+    CalledInstanceIndex,
     CallParent,
     CallReturn,
     ClosedTask,
@@ -200,6 +202,8 @@ class ProcessEngine:
         if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
             # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
             self._bw.script_engine.inline_scripts = False
+        if resume is None and self._input.parent is not None:
+            await self._index_as_called()
         try:
             if resume is not None:
                 pass  # it started long ago: its start event is history
@@ -554,6 +558,25 @@ class ProcessEngine:
         """A called instance ended (or escalated): from the signal handler."""
         if self._children.get(ret.task_id) == ret.instance_id:
             self._inbox.append(("call_return", ret.task_id, ret))
+
+    async def _index_as_called(self) -> None:
+        """A called instance's row in the instance index, naming its caller: written by the instance
+        itself, so that a listed instance always runs (its caller may be cancelled before it starts)."""
+        parent = self._input.parent
+        assert parent is not None
+        await workflow.execute_activity(
+            INDEX_CALLED_ACTIVITY,
+            CalledInstanceIndex(
+                instance_id=self._input.instance_id,
+                definition_key=self._input.definition_key,
+                version=self._input.version,
+                caller=parent,
+                business_key=self._input.business_key,
+                tenant=self._input.tenant,
+            ),
+            start_to_close_timeout=_SYNC_TIMEOUT,
+            retry_policy=_PREPARE_RETRY,
+        )
 
     async def _return(self, ret: CallReturn) -> None:
         """Tell the caller (if a call activity started this instance) how it ended. The caller may
