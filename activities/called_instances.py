@@ -38,13 +38,9 @@ class CalledInstances:
     @activity.defn(name=INDEX_CALLED_ACTIVITY)
     async def index_called(self, inp: CalledInstanceIndex) -> None:
         """Idempotent (index_started): a retried activity adds nothing."""
-        caller = inp.caller
-        started = ProcessInput(
-            instance_id=inp.instance_id, definition_key=inp.definition_key, version=inp.version, definition_hash="",
-            files={}, business_key=inp.business_key, tenant=inp.tenant, parent=caller,
-        )  # fmt: skip
+        caller = inp.parent
         await asyncio.to_thread(
-            index_started, self._session_factory, started, requested_at=activity.info().started_time,
+            index_started, self._session_factory, inp, requested_at=activity.info().started_time,
             actor=f"instance/{caller.instance_id}",
             data={"called_by": {"instance_id": caller.instance_id, "element_id": caller.element_id}},
         )  # fmt: skip
@@ -76,17 +72,21 @@ def _resolve(session: Session, inp: PrepareCallInput) -> StoredDefinition:
             raise _refused(f"process '{key}' has no version {inp.called_version} (the call pins it)")
         return found
     if inp.binding == "deployment":
-        # the version whose main file is the one deployed with the caller
+        # the version whose main file is the one deployed with the caller (read here: the caller's
+        # files need not travel through its history with every call)
+        caller_files = definitions.files(session, key=inp.caller_key, version=inp.caller_version)
         for candidate in reversed(definitions.versions(session, key=key, tenant=inp.tenant)):
-            files = definitions.files(session, key=key, version=candidate.version)
-            main = next(iter(files))
-            if inp.caller_files.get(main) == files[main]:
+            if caller_files.get(candidate.main_file) == _main_text(session, candidate):
                 return candidate
         raise _refused(f"process '{key}' was not deployed with '{inp.caller_key}' version {inp.caller_version}")
     found = definitions.get(session, key=key, tenant=inp.tenant)
     if found is None:
         raise _refused(f"process '{key}' is not deployed")
     return found
+
+
+def _main_text(session: Session, found: StoredDefinition) -> str:
+    return definitions.files(session, key=found.key, version=found.version)[found.main_file]
 
 
 def _refused(message: str) -> ApplicationError:

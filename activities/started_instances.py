@@ -4,17 +4,35 @@ POST /instances indexes the ones it starts: a row in the instance index and an a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import audit, instances
-from workflows.contracts import ProcessInput
+from workflows.contracts import CallParent
+
+
+class Started(Protocol):
+    """What the index needs of a started instance: a ProcessInput, or a called instance's own
+    CalledInstanceIndex (without the files a ProcessInput carries)."""
+
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def definition_key(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def business_key(self) -> str | None: ...
+    @property
+    def tenant(self) -> str | None: ...
+    @property
+    def parent(self) -> CallParent | None: ...
 
 
 def index_started(
     session_factory: sessionmaker[Session],
-    started: ProcessInput,
+    started: Started,
     *,
     requested_at: datetime,
     actor: str,

@@ -30,11 +30,7 @@ from SpiffWorkflow.util.task import TaskState
 CHILD_CALLS = "aimatrix_child_calls"  # attribute of the top workflow: calls start child workflows
 
 BINDINGS = ("latest", "deployment", "version")
-_NS = {
-    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
-    "zeebe": "http://camunda.org/schema/zeebe/1.0",
-    "camunda": "http://camunda.org/schema/1.0/bpmn",
-}
+_NS = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL", "zeebe": "http://camunda.org/schema/zeebe/1.0"}
 _CAMUNDA = "{http://camunda.org/schema/1.0/bpmn}"
 
 
@@ -59,20 +55,9 @@ def is_call(task: Task) -> bool:
     return isinstance(task.task_spec, CallActivity)
 
 
-def started_calls(workflow: Any) -> list[Task]:
-    """Call activities waiting for their called instance."""
-    top = workflow.top_workflow
-    return [
-        t
-        for t in workflow.get_tasks(state=TaskState.STARTED)
-        if isinstance(t.task_spec, CallActivity) and t.id not in top.subprocesses
-    ]
-
-
-def is_started_call(task: Task) -> bool:
-    return (
-        is_call(task) and task.has_state(TaskState.STARTED) and task.id not in task.workflow.top_workflow.subprocesses
-    )
+def waits_for_call(task: Task) -> bool:
+    """A call activity whose work is a called instance (not a Spiff subprocess): started, it waits."""
+    return is_call(task) and task.id not in task.workflow.top_workflow.subprocesses
 
 
 @dataclass(frozen=True)
@@ -131,18 +116,17 @@ class CalledProcess:
     process_id: str
     binding: str  # one of BINDINGS
     version: int | None  # the pinned version, for binding "version"
+    file: str | None = None  # where the call activity is, for errors about it
+    line: int | None = None
 
 
 class BindingError(ValueError):
-    def __init__(self, element_id: str, line: int | None, message: str) -> None:
-        super().__init__(message)
-        self.element_id = element_id
-        self.line = line
+    """A binding this platform does not run (a version tag)."""
 
 
-def read_call(node: etree._Element) -> CalledProcess | None:
+def read_call(node: etree._Element, file: str | None = None) -> CalledProcess | None:
     """How a call activity is bound (None without a called process: Spiff's parser names that).
-    Raises BindingError for a binding this platform does not run (a version tag), naming the element."""
+    Raises BindingError for a binding this platform does not run."""
     element_id = node.get("id") or ""
     process_id = (node.get("calledElement") or "").strip()
     zeebe = node.xpath("./bpmn:extensionElements/zeebe:calledElement", namespaces=_NS)
@@ -156,21 +140,17 @@ def read_call(node: etree._Element) -> CalledProcess | None:
         return None
     if binding not in BINDINGS:
         raise BindingError(
-            element_id,
-            node.sourceline,
             f"call activity binding {binding!r} is not supported: use latest, deployment, or version "
-            "with camunda:calledElementVersion",
+            "with camunda:calledElementVersion"
         )
     version = None
     if binding == "version":
         if not version_text.isdigit() or int(version_text) < 1:
             raise BindingError(
-                element_id,
-                node.sourceline,
-                f"binding 'version' needs camunda:calledElementVersion to be a version number, got {version_text!r}",
+                f"binding 'version' needs camunda:calledElementVersion to be a version number, got {version_text!r}"
             )
         version = int(version_text)
-    return CalledProcess(element_id, process_id, binding, version)
+    return CalledProcess(element_id, process_id, binding, version, file, node.sourceline)
 
 
 def calls_of(specs: list[Any]) -> tuple[CalledProcess, ...]:

@@ -34,7 +34,7 @@ from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
 from bpmn import call_activities, event_subprocesses, feel, forms, human_tasks, juel, messages, model_code, signals
 from bpmn.operators import UnknownOperatorError, registry
-from bpmn.parser import AIMatrixParser, ProcessSpec
+from bpmn.parser import AIMatrixParser, ProcessSpec, in_event_subprocess
 from bpmn.restricted import AST_LOCK
 from bpmn.script_engine import UnsafeCodeError, check_code
 from bpmn.signals import PlatformSignalEventDefinition
@@ -277,14 +277,14 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         ):
             # nothing would ever evaluate it: an instance would wait at its start for good
             message = "conditional start events are not supported: start the instance when the condition holds"
-        if local == "startEvent" and _in_event_subprocess(element) and not _defined_start(element):
+        if local == "startEvent" and in_event_subprocess(element) and not _defined_start(element):
             message = (
                 "an event subprocess starts on an event: its start event needs an error, escalation or "
                 "message definition (a none start event would run it as soon as the process starts)"
             )
         elif local == "startEvent" and _catches_error_or_escalation(element):
             subprocess = element.getparent()
-            if not _in_event_subprocess(element):
+            if not in_event_subprocess(element):
                 message = "error and escalation start events belong to event subprocesses"
             elif subprocess is not None and etree.QName(subprocess.getparent()).localname != "process":
                 message = (
@@ -299,15 +299,6 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         owner = element if element.get("id") and not local.endswith("Definition") else parent
         element_id = owner.get("id") if owner is not None else None
         errors.append(ModelError(name, element_id, element.sourceline, message))
-
-
-def _in_event_subprocess(start: etree._Element) -> bool:
-    parent = start.getparent()
-    return (
-        parent is not None
-        and etree.QName(parent).localname == "subProcess"
-        and ((parent.get("triggeredByEvent") or "").strip().lower() == "true")
-    )
 
 
 def _defined_start(start: etree._Element) -> bool:

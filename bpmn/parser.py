@@ -258,18 +258,30 @@ def _input_mappings(parser: Any, use_feel: bool) -> str | None:
     items = []
     for mapping in inputs:
         target = mapping.get("target", "")
-        if not target.isidentifier() or target.startswith("_"):
-            raise ValidationException(
-                f"input target {target!r} must be a variable name", node=parser.node, file_name=parser.filename
-            )
+        _check_target(target, "input", parser.node, parser.filename)
         source = zeebe_expression(mapping.get("source", ""), f"input '{target}'", parser.node, parser.filename,
                                   use_feel=use_feel)  # fmt: skip
         items.append(f"{target!r}: ({source})")
     return "{" + ", ".join(items) + "}"
 
 
+def _check_target(target: str, what: str, node: etree._Element, filename: str | None) -> None:
+    if not target.isidentifier() or target.startswith("_"):
+        raise ValidationException(f"{what} target {target!r} must be a variable name", node=node, file_name=filename)
+
+
 def _throws_message(node: etree._Element) -> bool:
     return bool(node.xpath("./bpmn:messageEventDefinition", namespaces=_ZEEBE))
+
+
+def in_event_subprocess(start: etree._Element) -> bool:
+    """A start event of an event subprocess (`triggeredByEvent`)."""
+    parent = start.getparent()
+    return (
+        parent is not None
+        and etree.QName(parent).localname == "subProcess"
+        and (parent.get("triggeredByEvent") or "").strip().lower() == "true"
+    )
 
 
 class _StartEventParser(_SignalParsing, SpiffStartEventParser):
@@ -278,13 +290,7 @@ class _StartEventParser(_SignalParsing, SpiffStartEventParser):
     process started. Read here, for start events of event subprocesses (where BPMN allows them)."""
 
     def create_task(self) -> Any:
-        parent = self.node.getparent()
-        in_event_subprocess = (
-            parent is not None
-            and etree.QName(parent).localname == "subProcess"
-            and (parent.get("triggeredByEvent") or "").strip().lower() == "true"
-        )
-        if not in_event_subprocess:
+        if not in_event_subprocess(self.node):
             return super().create_task()
         event_definition = self.get_event_definition([
             MESSAGE_EVENT_XPATH, SIGNAL_EVENT_XPATH, TIMER_EVENT_XPATH, CONDITIONAL_EVENT_XPATH,
@@ -341,7 +347,7 @@ class _CallActivityParser(CallActivityParser):
     def create_task(self) -> Any:
         task = super().create_task()
         try:
-            task.call = call_activities.read_call(self.node)
+            task.call = call_activities.read_call(self.node, self.filename)
         except call_activities.BindingError as err:
             raise ValidationException(str(err), node=self.node, file_name=self.filename) from None
         task.mapping = self._mapping()
@@ -360,7 +366,7 @@ class _CallActivityParser(CallActivityParser):
         outputs: list[tuple[str, str]] = []
         for mapping in zeebe:
             kind, target = etree.QName(mapping).localname, mapping.get("target", "")
-            self._check_target(target, kind)
+            _check_target(target, kind, self.node, self.filename)
             source = zeebe_expression(mapping.get("source", ""), f"{kind} '{target}'", self.node, self.filename,
                                       use_feel=use_feel)  # fmt: skip
             (inputs if kind == "input" else outputs).append((source, target))
@@ -378,15 +384,9 @@ class _CallActivityParser(CallActivityParser):
             if mapping.get("variables") == "all" or mapping.get("businessKey") is not None:
                 continue  # all of them (above); the business key goes to the called instance anyway
             target = mapping.get("target", "")
-            self._check_target(target, f"camunda:{etree.QName(mapping).localname}")
+            _check_target(target, f"camunda:{etree.QName(mapping).localname}", self.node, self.filename)
             (inputs if kind == "input" else outputs).append((self._camunda_source(mapping), target))
         return call_activities.CallMapping(tuple(inputs), tuple(outputs), all_in, all_out)
-
-    def _check_target(self, target: str, what: str) -> None:
-        if not target.isidentifier() or target.startswith("_"):
-            raise ValidationException(
-                f"{what} target {target!r} must be a variable name", node=self.node, file_name=self.filename
-            )
 
     def _camunda_source(self, mapping: etree._Element) -> str:
         source, expression = mapping.get("source"), mapping.get("sourceExpression")

@@ -33,20 +33,18 @@ def pruned_completed(workflow: BpmnWorkflow) -> list[str]:
 
 
 def remember_completed(workflow: BpmnWorkflow, element_ids: list[str]) -> None:
-    """A restored instance (bpmn/snapshot.py) knows again what its cut-off parts completed."""
-    if element_ids:
-        setattr(workflow.top_workflow, _PRUNED, dict.fromkeys(element_ids))
+    """Elements completed outside the tree this instance holds now: what a restored instance's
+    (bpmn/snapshot.py) cut-off parts completed, what the instances its call activities called
+    completed. They travel in a snapshot and count as completed."""
+    _completed(workflow).update(dict.fromkeys(element_ids))
 
 
-def add_completed(workflow: BpmnWorkflow, element_ids: list[str]) -> None:
-    """Elements completed elsewhere for this instance (by the instances its call activities called):
-    kept with those of cut-off parts, so they travel in a snapshot and count as completed."""
-    if element_ids:
-        done = getattr(workflow.top_workflow, _PRUNED, None)
-        if done is None:
-            done = {}
-            setattr(workflow.top_workflow, _PRUNED, done)
-        done.update(dict.fromkeys(element_ids))
+def _completed(workflow: BpmnWorkflow) -> dict[str, None]:
+    done: dict[str, None] | None = getattr(workflow.top_workflow, _PRUNED, None)
+    if done is None:
+        done = {}
+        setattr(workflow.top_workflow, _PRUNED, done)
+    return done
 
 
 def prune(workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None = None) -> list[str]:
@@ -123,10 +121,7 @@ def _cut(top: BpmnWorkflow, workflow: Any, keep: Task) -> list[str]:
         kept.add(task.id)
         stack.extend(task.children)
     dropped = [task for task_id, task in workflow.tasks.items() if task_id not in kept]
-    completed = getattr(top.top_workflow, _PRUNED, None)
-    if completed is None:
-        completed = {}
-        setattr(top.top_workflow, _PRUNED, completed)
+    completed = _completed(top)
     for task in sorted(dropped, key=lambda t: t.last_state_change):
         if task.has_state(TaskState.COMPLETED) and getattr(task.task_spec, "bpmn_id", None):
             completed.setdefault(task.task_spec.bpmn_id)

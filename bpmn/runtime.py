@@ -31,7 +31,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import EscalationEventDefinitio
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-from bpmn import ordered_outputs, pruning
+from bpmn import call_activities, ordered_outputs, pruning
 from bpmn.definitions import timer_definitions
 from bpmn.parser import ProcessSpec
 from bpmn.script_engine import RestrictedScriptEngine
@@ -123,12 +123,17 @@ _EXTERNAL = (ExternalServiceTask, SandboxedScriptTask)
 
 
 def started_external_tasks(workflow: BpmnWorkflow) -> list[Task]:
-    """Service tasks, and script tasks run by the sandbox pool, waiting for their activity."""
-    return [t for t in workflow.get_tasks(state=TaskState.STARTED) if isinstance(t.task_spec, _EXTERNAL)]
+    """Tasks waiting for work outside the engine pass: service tasks and script tasks (run by the
+    sandbox pool) for their activity, call activities for their called instance."""
+    return [t for t in workflow.get_tasks(state=TaskState.STARTED) if _waits_outside(t)]
 
 
 def is_started_external_task(task: Task) -> bool:
-    return isinstance(task.task_spec, _EXTERNAL) and task.has_state(TaskState.STARTED)
+    return task.has_state(TaskState.STARTED) and _waits_outside(task)
+
+
+def _waits_outside(task: Task) -> bool:
+    return isinstance(task.task_spec, _EXTERNAL) or call_activities.waits_for_call(task)
 
 
 def is_script_task(task: Task) -> bool:
@@ -287,7 +292,7 @@ def _latest_thrower(workflow: BpmnWorkflow, code: str) -> str | None:
 
 def remember_called(workflow: BpmnWorkflow, element_ids: list[str]) -> None:
     """The elements a called instance completed count among this instance's completed elements."""
-    pruning.add_completed(workflow, element_ids)
+    pruning.remember_completed(workflow, element_ids)
 
 
 def set_variables(workflow: BpmnWorkflow, values: dict[str, Any]) -> None:

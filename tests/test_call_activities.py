@@ -159,6 +159,46 @@ async def test_an_error_the_called_instance_ends_with_reaches_the_call_activity(
     assert "threw error 'rejected'" in failed["error"]
 
 
+async def test_an_error_nothing_catches_in_the_caller_is_an_incident_on_the_call(api: httpx.AsyncClient) -> None:
+    await deploy(api, REVIEW)
+    await deploy(api, ORDER)
+    caller = await start(api, "call_pinned", {"amount": 5, "escalate": False})  # no boundary event
+    called = await _called(api, caller)
+    await take_and_complete(api, await _open_task(api, called["id"]), {"approved": False})
+    incident = await _incident(api, caller)
+    assert (incident["element_id"], incident["error_type"]) == ("call_v1", "BpmnError")
+    assert called["id"] in incident["message"] and "rejected" in incident["message"]
+
+
+async def test_a_cancelled_called_instance_is_an_incident_whose_retry_calls_again(api: httpx.AsyncClient) -> None:
+    await deploy(api, REVIEW)
+    await deploy(api, ORDER)
+    caller = await start(api, "call_pinned", {"amount": 2, "escalate": False})
+    first = await _called(api, caller)
+    assert (await api.post(f"/instances/{first['id']}/cancel")).status_code == 200
+    incident = await _incident(api, caller)
+    assert incident["element_id"] == "call_v1" and "cancelled" in incident["message"]
+
+    assert (await api.post(f"/incidents/{incident['id']}/retry", json={"variables": {}})).status_code == 200
+    for _ in range(600):  # a fresh call: another called instance (the index lists the cancelled one too)
+        listed = (await api.get("/instances", params={"parent_id": caller})).json()["items"]
+        if len(listed) == 2:
+            break
+        await asyncio.sleep(0.05)
+    [second] = [child for child in listed if child["id"] != first["id"]]
+    await take_and_complete(api, await _open_task(api, second["id"]), {"approved": True})
+    assert (await wait_for(api, caller, "completed"))["variables"]["score"] == 4
+
+
+async def _incident(api: httpx.AsyncClient, instance_id: str) -> dict[str, Any]:
+    for _ in range(600):
+        incidents = (await api.get(f"/instances/{instance_id}")).json()["incidents"]
+        if incidents:
+            return dict(incidents[0])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no incident in {instance_id}")
+
+
 async def test_an_escalation_reaches_a_non_interrupting_boundary_and_the_call_goes_on(api: httpx.AsyncClient) -> None:
     await deploy(api, REVIEW)
     await deploy(api, ORDER)

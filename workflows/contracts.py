@@ -153,7 +153,6 @@ class PrepareCallInput:
     caller: CallParent
     caller_key: str
     caller_version: int
-    caller_files: dict[str, str]  # for the `deployment` binding: the called file as deployed with it
     called_key: str
     binding: str  # latest | deployment | version
     called_version: int | None
@@ -169,7 +168,7 @@ class CalledInstanceIndex:
     instance_id: str
     definition_key: str
     version: int
-    caller: CallParent
+    parent: CallParent
     business_key: str | None = None
     tenant: str | None = None
 

@@ -161,7 +161,8 @@ class ProcessEngine:
         self._signals_in = 0  # signals delivered from outside so far
         self._signal_reached: dict[int, list[str]] = {}  # delivery number → the elements it reached
         self._children: dict[str, str] = {}  # call activity task id → the instance it called
-        self._cancelling: list[asyncio.Task[None]] = []  # called instances being cancelled
+        # commands to other instances on their way: cancels of called instances, escalations to the caller
+        self._to_others: list[asyncio.Task[None]] = []
         if resume is not None:
             self._resume(resume)
 
@@ -315,7 +316,7 @@ class ProcessEngine:
             and not self._inbox
             and all(pending.done() for pending in self._activities.values())
             and all(sent.done() for sent in self._broadcasts)
-            and all(cancel.done() for cancel in self._cancelling)
+            and all(sent.done() for sent in self._to_others)
             and workflow.all_handlers_finished()
         )
 
@@ -353,7 +354,7 @@ class ProcessEngine:
         if found.escalations and self._input.parent is not None:
             for code in found.escalations:
                 self._record("escalation.raised", data={"code": code, "to": self._input.parent.instance_id})
-                self._broadcasts.append(asyncio.create_task(
+                self._to_others.append(asyncio.create_task(
                     self._return(CallReturn("", self._input.instance_id, "escalated", error_code=code))
                 ))  # fmt: skip
         if found.errors and workflow.patched(_UNCAUGHT_PATCH):
@@ -437,8 +438,7 @@ class ProcessEngine:
             self._close(task_id, "completed", actor)
 
     def _reconcile_activities(self) -> None:
-        started = {str(t.id): t for t in runtime.started_external_tasks(self._bw)}
-        started.update((str(t.id), t) for t in call_activities.started_calls(self._bw))
+        started = {str(t.id): t for t in runtime.started_external_tasks(self._bw)}  # call activities too
         for task_id, pending in list(self._activities.items()):
             if task_id not in started:
                 pending.cancel()  # the task was cancelled, e.g. by an interrupting boundary timer
@@ -484,7 +484,6 @@ class ProcessEngine:
             caller=caller,
             caller_key=self._input.definition_key,
             caller_version=self._input.version,
-            caller_files={} if called is None or called.binding != "deployment" else self._input.files,
             called_key=call_activities.called(task),
             binding=called.binding if called else "latest",
             called_version=called.version if called else None,
@@ -524,7 +523,7 @@ class ProcessEngine:
 
     def _call_returned(self, task: Any, ret: CallReturn) -> None:
         task_id = str(task.id)
-        if not call_activities.is_started_call(task):
+        if not runtime.is_started_external_task(task):
             return  # cancelled meanwhile (a boundary event won the race)
         element_id = runtime.element_id(task)
         data: dict[str, Any] = {"instance_id": ret.instance_id, "status": ret.status}
@@ -570,7 +569,7 @@ class ProcessEngine:
                 instance_id=self._input.instance_id,
                 definition_key=self._input.definition_key,
                 version=self._input.version,
-                caller=parent,
+                parent=parent,
                 business_key=self._input.business_key,
                 tenant=self._input.tenant,
             ),
@@ -593,7 +592,7 @@ class ProcessEngine:
     def _cancel_child(self, task_id: str, why: str) -> None:
         child_id = self._children.pop(task_id)
         self._record("call.cancelled", data={"instance_id": child_id, "reason": why})
-        self._cancelling.append(asyncio.create_task(self._cancel_instance(child_id)))
+        self._to_others.append(asyncio.create_task(self._cancel_instance(child_id)))
 
     async def _cancel_instance(self, instance_id: str) -> None:
         with contextlib.suppress(FailureError):  # it ended meanwhile
@@ -751,8 +750,8 @@ class ProcessEngine:
         activity its workflow no longer waits for)."""
         if self._broadcasts:
             await asyncio.gather(*self._broadcasts)
-        if self._cancelling:  # and the called instances it cancelled were told (commands of a task
-            await asyncio.gather(*self._cancelling)  # not yet run would be dropped with the run)
+        if self._to_others:  # and what it told other instances went out (commands of a task not yet
+            await asyncio.gather(*self._to_others)  # run would be dropped with the run)
 
     def _reconcile_human_tasks(self) -> None:
         ready = {str(t.id): t for t in runtime.human_tasks(self._bw)}
@@ -977,8 +976,8 @@ class ProcessEngine:
             pending.cancel()
         for task_id in list(self._children):
             self._cancel_child(task_id, f"the calling instance was {outcome}")
-        if self._cancelling:
-            await asyncio.gather(*self._cancelling)
+        if self._to_others:
+            await asyncio.gather(*self._to_others)
         for task_id in self._open:
             self._close(task_id, outcome, None)
         self._open.clear()

@@ -11,7 +11,8 @@ from api import timer_schedules
 from api.deps import ModelerUser, SessionDep, StateDep
 from api.errors import ModelErrorsBody, responses
 from api.schemas import DefinitionPublic, DeploymentPublic
-from bpmn.definitions import DeployableDefinition, ModelValidationError, load_process, validate_upload
+from bpmn.call_activities import CalledProcess
+from bpmn.definitions import DeployableDefinition, ModelError, ModelValidationError, load_process, validate_upload
 from bpmn.timer_starts import timer_starts
 from bpmn.xml import XmlLimits
 from store import audit, definitions
@@ -119,36 +120,30 @@ def _missing_calls(
     """Call activities whose called process (or pinned version) is neither in this upload nor deployed.
     A call bound to the latest version may find a newer one at run time; it must find one now."""
     uploaded = {d.key for d in deployable}
-    problems: list[dict[str, object]] = []
-    for d in deployable:
-        for call in d.calls:
-            message = None
-            if call.binding == "deployment" and call.process_id not in uploaded:
-                message = (f"call activity binding 'deployment' calls the version deployed with the caller, "
-                           f"but process '{call.process_id}' is not in this upload")  # fmt: skip
-            elif call.process_id in uploaded and call.version is not None:
-                latest = definitions.get(session, key=call.process_id, tenant=tenant)
-                if call.version > (latest.version if latest else 0) + 1:  # this upload makes one version at most
-                    message = f"calls version {call.version} of process '{call.process_id}', which does not exist"
-            elif call.process_id in uploaded:
-                pass
-            elif definitions.get(session, key=call.process_id, version=call.version, tenant=tenant) is None:
-                what = (
-                    f"version {call.version} of process '{call.process_id}'"
-                    if call.version
-                    else f"process '{call.process_id}'"
-                )
-                message = f"calls {what}, which is neither in this upload nor deployed"
-            if message is not None:
-                file = next(
-                    (n for n, text in d.files.items() if f'id="{call.element_id}"' in text), next(iter(d.files))
-                )
-                line = next(
-                    (n for n, text in enumerate(d.files[file].splitlines(), 1) if f'id="{call.element_id}"' in text),
-                    None,
-                )
-                problems.append({"file": file, "element_id": call.element_id, "line": line, "message": message})
-    return problems
+    problems = []
+    for call in {call for d in deployable for call in d.calls}:
+        message = _missing(session, call, call.process_id in uploaded, tenant)
+        if message is not None:
+            problems.append(ModelError(call.file or "", call.element_id, call.line, message).__dict__)
+    return sorted(problems, key=lambda p: (str(p["file"]), p["line"] or 0))
+
+
+def _missing(session: Session, call: CalledProcess, uploaded: bool, tenant: str | None) -> str | None:
+    if call.binding == "deployment":
+        return None if uploaded else (
+            "call activity binding 'deployment' calls the version deployed with the caller, "
+            f"but process '{call.process_id}' is not in this upload"
+        )  # fmt: skip
+    if uploaded:
+        if call.version is None:
+            return None
+        latest = definitions.get(session, key=call.process_id, tenant=tenant)
+        exists = call.version <= (latest.version if latest else 0) + 1  # this upload makes one version at most
+        return None if exists else f"calls version {call.version} of process '{call.process_id}', which does not exist"
+    if definitions.get(session, key=call.process_id, version=call.version, tenant=tenant) is not None:
+        return None
+    what = f"version {call.version} of process" if call.version else "process"
+    return f"calls {what} '{call.process_id}', which is neither in this upload nor deployed"
 
 
 def _error(file: str, message: str) -> dict[str, object]:
