@@ -283,3 +283,23 @@ async def test_calls_that_cannot_be_bound_are_refused_at_deploy(api: httpx.Async
         assert any(e["element_id"] == "the_call" and message in e["message"] for e in errors), (label, errors)
         listed = await api.get(f"/definitions/caller_{label}")
         assert listed.status_code == 404, (label, listed.text)
+
+
+async def test_a_called_instance_cancelled_before_it_indexed_itself_still_answers(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """Cancelled the moment Temporal knows it, while its first step (writing its own index row) is in
+    flight: it still writes the row, then tells its caller, which raises an incident."""
+    await deploy(api, REVIEW)
+    await deploy(api, ORDER)
+    caller = await start(api, "call_pinned", {"amount": 2, "escalate": False})
+    for _ in range(3000):
+        children = (await client.get_workflow_handle(caller).describe()).raw_description.pending_children
+        if children:
+            break
+        await asyncio.sleep(0.002)
+    [child] = children
+    await client.get_workflow_handle(child.workflow_id).cancel()
+    incident = await _incident(api, caller)
+    assert incident["element_id"] == "call_v1" and "cancelled" in incident["message"], incident
+    assert (await wait_for(api, child.workflow_id, "cancelled"))["parent_id"] == caller

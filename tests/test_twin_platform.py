@@ -180,9 +180,11 @@ async def test_the_twin_calibrated_from_the_audit_predicts_the_platform(
     await deploy(api, DATA / "twin_validation.bpmn", expect=201)
     arrivals = random.Random(5)
     ids: list[str] = []
+    started: list[float] = []
     with _delaying_server(_Services()) as url:
         for _ in range(150):
             ids.append(await start(api, "twin_validation", {"service": url, "deep": arrivals.random() < 0.5}))
+            started.append(time.monotonic())
             await asyncio.sleep(arrivals.expovariate(4.0))
         for instance in ids:
             await wait_for(api, instance, "completed", timeout=120)
@@ -204,7 +206,10 @@ async def test_the_twin_calibrated_from_the_audit_predicts_the_platform(
     calibration = result["calibration"]
     assert calibration["instances"] >= 150
     assert 0.35 < calibration["branches"]["deep"]["probabilities"]["inspect"] < 0.65
-    assert 3.0 < calibration["arrival_rate_per_s"] * 1.0 < 5.5  # 4 per second, less the time to start each
+    # 4 per second were asked for, less the time each start takes (more on a loaded machine): the
+    # twin must find the rate they really arrived at, as this side saw it
+    offered = (len(started) - 1) / (started[-1] - started[0])
+    assert abs(calibration["arrival_rate_per_s"] / offered - 1) < 0.10, (calibration["arrival_rate_per_s"], offered)
     predicted = result["cycle_time_mean_s"]
     print(f"twin validation: predicted {predicted:.3f} s, measured {measured:.3f} s")
     assert abs(predicted - measured) / measured < 0.10, (predicted, measured, calibration["durations"])

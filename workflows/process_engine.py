@@ -203,9 +203,15 @@ class ProcessEngine:
         if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
             # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
             self._bw.script_engine.inline_scripts = False
+        # A called instance's first step writes its own index row. A cancellation while that is in
+        # flight must still end the way every other does (the row, then the caller told), so the
+        # write is not cancelled with the run: it is shielded here and awaited on the way out.
+        indexing = None
         if resume is None and self._input.parent is not None:
-            await self._index_as_called()
+            indexing = asyncio.create_task(self._index_as_called())
         try:
+            if indexing is not None:
+                await asyncio.shield(indexing)
             if resume is not None:
                 pass  # it started long ago: its start event is history
             elif self._input.start_message is not None:
@@ -229,6 +235,8 @@ class ProcessEngine:
                 await self._wait()
             await self._signals_sent()
         except asyncio.CancelledError:
+            if indexing is not None:
+                await indexing  # done already, unless the cancellation came during the first step
             self._status = "cancelled"
             self._bw.cancel()  # every active element is cancelled, and the audit says which
             self._record_transitions()

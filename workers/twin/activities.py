@@ -33,7 +33,11 @@ class TwinActivities:
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
 
-    @activity.defn(name=TWIN_SIMULATE_ACTIVITY)
+    # Cancellation is polled (`activity.is_cancelled` between events), never thrown into the thread:
+    # an exception raised asynchronously lands wherever the thread is, and salabim's own
+    # `try: float(spec) except Exception` turned one into "not a proper duration", failing the
+    # simulation instead of cancelling it.
+    @activity.defn(name=TWIN_SIMULATE_ACTIVITY, no_thread_cancel_exception=True)
     def simulate(self, inp: ServiceTaskInput) -> dict[str, Any]:
         try:
             request = SimulationRequest.parse(inp.params)
