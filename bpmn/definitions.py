@@ -291,6 +291,8 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
                     "error and escalation event subprocesses run at the process level, not yet inside a "
                     "subprocess: catch the error or escalation with a boundary event on the subprocess"
                 )
+        if local == "startEvent" and len(_start_definitions(element)) > 1:
+            message = message or _multiple_start_problem(element)
         if local == "process" and not (element.get("id") or "").strip():
             # the process id is the definition's key: without one the store failed with a 500
             message = "a process needs an id: it is the key the definition is deployed and started by"
@@ -299,6 +301,28 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         owner = element if element.get("id") and not local.endswith("Definition") else parent
         element_id = owner.get("id") if owner is not None else None
         errors.append(ModelError(name, element_id, element.sourceline, message))
+
+
+def _start_definitions(start: etree._Element) -> list[str]:
+    return [
+        etree.QName(child).localname
+        for child in start
+        if isinstance(child.tag, str) and etree.QName(child).localname.endswith("EventDefinition")
+    ]
+
+
+def _multiple_start_problem(start: etree._Element) -> str | None:
+    """Why a multiple start event (any one of its messages or signals starts an instance) cannot
+    run, or None."""
+    if start.get("parallelMultiple") == "true":
+        # all of its events would have to meet before an instance exists to correlate them to
+        return (
+            "parallel multiple start events are not supported: an instance starts on one event; "
+            "draw one start event per message or signal and join the paths"
+        )
+    if "timerEventDefinition" in _start_definitions(start):
+        return "a timer in a multiple start event is not supported: draw a timer start event of its own"
+    return None
 
 
 def _defined_start(start: etree._Element) -> bool:

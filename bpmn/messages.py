@@ -113,14 +113,26 @@ def deliver(task: Task, payload: dict[str, Any], index: int | None = None) -> No
 
 
 def start_names(process: ProcessSpec) -> list[str]:
-    """The messages that start the process: message start events of its top level."""
+    """The messages that start the process: message start events of its top level (each of a
+    multiple start event's messages starts it too)."""
     return sorted(
         {
-            spec.event_definition.name
+            definition.name
             for spec in process.spec.task_specs.values()
-            if isinstance(spec, StartEvent) and isinstance(spec.event_definition, MessageEventDefinition)
+            if isinstance(spec, StartEvent)
+            for definition in start_definitions(spec)
+            if isinstance(definition, MessageEventDefinition)
         }
     )
+
+
+def start_definitions(spec: Any) -> list[Any]:
+    """The events that start a start event: its definition, or each of a multiple one's (any of them
+    starts it; parallel multiple start events are refused at deploy)."""
+    definition = spec.event_definition
+    if isinstance(definition, MultipleEventDefinition):
+        return list(definition.event_definitions)
+    return [definition]
 
 
 def has_plain_start(process: ProcessSpec) -> bool:
@@ -133,19 +145,19 @@ def has_plain_start(process: ProcessSpec) -> bool:
 def start_by_message(workflow: BpmnWorkflow, name: str) -> bool:
     """Fire the message start event `name` and withdraw the other start events. False if none."""
     return start_by(
-        workflow,
-        lambda spec: isinstance(spec.event_definition, MessageEventDefinition) and spec.event_definition.name == name,
+        workflow, lambda _, definition: isinstance(definition, MessageEventDefinition) and definition.name == name
     )
 
 
 def start_by_element(workflow: BpmnWorkflow, element_id: str) -> bool:
     """Fire the start event `element_id` (a timer start event whose Temporal Schedule fired) and
     withdraw the other start events. False if the process has no such start event."""
-    return start_by(workflow, lambda spec: spec.bpmn_id == element_id)
+    return start_by(workflow, lambda spec, _: spec.bpmn_id == element_id)
 
 
-def start_by(workflow: BpmnWorkflow, chosen: Callable[[Any], bool]) -> bool:
-    """Fire the start event whose spec is `chosen` and withdraw the others. False if none is.
+def start_by(workflow: BpmnWorkflow, chosen: Callable[[Any, Any], bool]) -> bool:
+    """Fire the start event one of whose events is `chosen(spec, definition)` and withdraw the
+    others. False if none is.
 
     Spiff fires a none start event as soon as it is ready, so this runs before the first engine
     pass: it advances only to where the start events exist, then picks one.
@@ -160,9 +172,10 @@ def start_by(workflow: BpmnWorkflow, chosen: Callable[[Any], bool]) -> bool:
         ready[0].run()
     else:
         return False
-    target = next((t for t in starts if chosen(t.task_spec)), None)
-    if target is None:
+    found = next(((t, d) for t in starts for d in start_definitions(t.task_spec) if chosen(t.task_spec, d)), None)
+    if found is None:
         return False
+    target, definition = found
     for other in starts:
         if other is not target:
             other.cancel()
@@ -173,6 +186,10 @@ def start_by(workflow: BpmnWorkflow, chosen: Callable[[Any], bool]) -> bool:
             child = target._add_child(output, TaskState.FUTURE)
             child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)
             child.task_spec._update(child)
-    target._set_internal_data(event_fired=True)
+    if isinstance(target.task_spec.event_definition, MultipleEventDefinition):
+        # a multiple event fires once it has seen one of its events, not on `event_fired`
+        target._set_internal_data(seen_events=[BpmnEvent(definition)])
+    else:
+        target._set_internal_data(event_fired=True)
     target.task_spec._update(target)
     return True

@@ -112,12 +112,15 @@ def deliver(workflow: BpmnWorkflow, name: str, payload: Any) -> list[str]:
 
 
 def start_names(process: Any) -> list[str]:
-    """The signals that start the process: signal start events of its top level."""
+    """The signals that start the process: signal start events of its top level (each of a multiple
+    start event's signals starts it too)."""
     return sorted(
         {
-            spec.event_definition.name
+            definition.name
             for spec in process.spec.task_specs.values()
-            if isinstance(spec, StartEvent) and isinstance(spec.event_definition, PlatformSignalEventDefinition)
+            if isinstance(spec, StartEvent)
+            for definition in messages.start_definitions(spec)
+            if isinstance(definition, PlatformSignalEventDefinition)
         }
     )
 
@@ -127,7 +130,5 @@ def start_by_signal(workflow: BpmnWorkflow, name: str) -> bool:
     are the instance's start variables). False if the process has none."""
     return messages.start_by(
         workflow,
-        lambda spec: (
-            isinstance(spec.event_definition, PlatformSignalEventDefinition) and spec.event_definition.name == name
-        ),
+        lambda _, definition: isinstance(definition, PlatformSignalEventDefinition) and definition.name == name,
     )
