@@ -32,7 +32,7 @@ def rewrite(root: etree._Element, filename: str | None, *, feel: bool = True) ->
     for activity in root.xpath("//bpmn:callActivity[not(@calledElement)]", namespaces=_NS):
         called = activity.xpath("./bpmn:extensionElements/zeebe:calledElement", namespaces=_NS)
         if called:
-            process_id = _name(
+            process_id = name_of(
                 called[0].get("processId", ""), "zeebe:calledElement processId", activity, filename, feel
             )
             activity.set("calledElement", process_id)
@@ -44,12 +44,19 @@ def rewrite(root: etree._Element, filename: str | None, *, feel: bool = True) ->
 
 def _loop(marker: etree._Element, zeebe: etree._Element, filename: str | None, use_feel: bool) -> None:
     owner = marker.getparent()
-    added: dict[str, etree._Element] = {}
+    names: dict[str, str] = {}
     for attribute, tag in _LOOP_FIELDS:
         value = zeebe.get(attribute)
-        if not value:
-            continue
-        name = _name(value, attribute, owner, filename, use_feel)
+        if value:
+            names[tag] = name_of(value, attribute, owner, filename, use_feel)
+    add_loop_elements(marker, names)
+
+
+def add_loop_elements(marker: etree._Element, names: dict[str, str]) -> None:
+    """Standard multi-instance elements (`loopDataInputRef`, `inputDataItem`, ...) naming the given
+    variables, in the order the schema requires; where the model has the standard element, it wins."""
+    added: dict[str, etree._Element] = {}
+    for tag, name in names.items():
         if tag.endswith("Ref"):
             added[tag] = etree.Element(f"{{{BPMN_NS}}}{tag}")
             added[tag].text = name  # the collection: a variable name
@@ -66,7 +73,7 @@ def _loop(marker: etree._Element, zeebe: etree._Element, filename: str | None, u
             marker.append(node)
 
 
-def _name(value: str, what: str, owner: etree._Element | None, filename: str | None, use_feel: bool) -> str:
+def name_of(value: str, what: str, owner: etree._Element | None, filename: str | None, use_feel: bool) -> str:
     """A variable or process name, written plain or as a FEEL name (`=items`)."""
     text = value.strip()
     if text.startswith("="):

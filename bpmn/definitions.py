@@ -29,10 +29,22 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 )
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptTask
+from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMixin
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
-from bpmn import call_activities, event_subprocesses, feel, forms, human_tasks, juel, messages, model_code, signals
+from bpmn import (
+    call_activities,
+    decisions,
+    event_subprocesses,
+    feel,
+    forms,
+    human_tasks,
+    juel,
+    messages,
+    model_code,
+    signals,
+)
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec, in_event_subprocess
 from bpmn.restricted import AST_LOCK
@@ -730,6 +742,8 @@ def validate_upload(files: dict[str, bytes], limits: XmlLimits | None = None) ->
         else:  # decision tables are model code too
             for cell, line, label, problem in model_code.dmn_cells(root):
                 errors.append(ModelError(name, cell, line, f"DMN {label}: {problem}"))
+            for table, line, problem in decisions.problems(root):
+                errors.append(ModelError(name, table, line, f"decision table: {problem}"))
     if errors:
         raise ModelValidationError(errors)
     parser = _build_parser(upload, errors, validate_schema=True)
@@ -933,7 +947,7 @@ class MessageStartOnly(ValueError):
 
 def _uses_decisions(process: ProcessSpec) -> bool:
     return any(
-        type(task_spec).__name__ == "BusinessRuleTask"
+        isinstance(task_spec, BusinessRuleTaskMixin)
         for spec in [process.spec, *process.subprocess_specs.values()]
         for task_spec in spec.task_specs.values()
     )

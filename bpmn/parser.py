@@ -41,7 +41,18 @@ from SpiffWorkflow.spiff.parser.event_parsers import (
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import CallActivityParser, ScriptTaskParser, ServiceTaskParser
 
-from bpmn import activity_options, call_activities, camunda8, determinism, feel, human_tasks, juel, ordered_outputs
+from bpmn import (
+    activity_options,
+    call_activities,
+    camunda7,
+    camunda8,
+    decisions,
+    determinism,
+    feel,
+    human_tasks,
+    juel,
+    ordered_outputs,
+)
 from bpmn.signals import PlatformSignalEventDefinition
 from bpmn.specs import (
     ExternalServiceTask,
@@ -418,6 +429,7 @@ class AIMatrixParser(SpiffBpmnParser):
         full_tag("boundaryEvent"): (_BoundaryEventParser, BoundaryEvent),
         full_tag("sendTask"): (_SendTaskParser, MessageSendTask),
         full_tag("callActivity"): (_CallActivityParser, call_activities.CallActivity),
+        full_tag("businessRuleTask"): (decisions.DecisionTaskParser, decisions.BusinessRuleTask),
     }
 
     def __init__(self, validate_schema: bool = True, *, feel: bool = True) -> None:
@@ -435,6 +447,7 @@ class AIMatrixParser(SpiffBpmnParser):
         super().add_bpmn_xml(bpmn, filename)
         # after the schema check, before Spiff reads the processes (it does so lazily)
         camunda8.rewrite(bpmn, filename, feel=self.feel)
+        camunda7.rewrite(bpmn, filename)
         found = human_tasks.read(bpmn, feel=self.feel)
         self.human.tasks.update(found.tasks)
         self.human.escalations.update(found.escalations)

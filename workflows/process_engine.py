@@ -34,6 +34,7 @@ from temporalio.workflow import ParentClosePolicy
 from bpmn import (
     batched_updates,
     call_activities,
+    decisions,
     forms,
     human_tasks,
     messages,
@@ -112,6 +113,7 @@ _CONTINUE_PATCH = "continue-as-new"
 _BATCH_PATCH = "batched-service-results"
 _UNCAUGHT_PATCH = "uncaught-errors-fail"
 _CHILD_PATCH = "call-activities-as-child-workflows"
+_DECISIONS_PATCH = "decision-hit-policies"
 # Names a called instance after its call: the same call (task, dispatch) names the same instance.
 _CALLS = uuid.UUID("6f1c2d4e-8a3b-4c5d-9e7f-0a1b2c3d4e5f")
 _PREPARE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -150,6 +152,7 @@ class ProcessEngine:
         self._audit: list[AuditEntry] = []
         self._audit_seq = 0
         self._details: dict[str, tuple[str | None, dict[str, Any] | None]] = {}  # task id → actor, data
+        self._decided: dict[str, dict[str, Any]] = {}  # task id → a business rule task's audit entry
         self._subscriptions: dict[str, MessageSubscription] = {}  # task id → subscription, oldest first
         self._published_subscriptions: set[str] = set()
         self._delivered: dict[str, bool] = {}  # task id → whether the message it was sent reached it
@@ -200,6 +203,10 @@ class ProcessEngine:
         # Call activities start child workflows; histories that ran them as Spiff subprocesses replay so
         # (a run continued from one goes on with its subprocesses in progress: bpmn/call_activities.py).
         setattr(self._bw, call_activities.CHILD_CALLS, workflow.patched(_CHILD_PATCH))
+        # Business rule tasks honour every hit policy and result variable; histories from before ran
+        # SpiffWorkflow's UNIQUE/COLLECT reading of any table and replay so (bpmn/decisions.py).
+        setattr(self._bw, decisions.STRICT, workflow.patched(_DECISIONS_PATCH))
+        setattr(self._bw, decisions.DECIDED, self._decided)
         if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
             # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
             self._bw.script_engine.inline_scripts = False
@@ -858,6 +865,7 @@ class ProcessEngine:
             actor, data = (None, None)
             if change.action == "completed":
                 actor, data = self._details.pop(change.task_id, (None, None))
+                data = self._decided.pop(change.task_id, data)  # a business rule task's decision
             self._record(
                 f"element.{change.action}",
                 element_id=change.element_id,
