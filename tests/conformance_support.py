@@ -37,7 +37,14 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 
 from bpmn import runtime
-from bpmn.definitions import BPMN_NS, DeployableDefinition, load_process, timer_definitions, validate_upload
+from bpmn.definitions import (
+    BPMN_NS,
+    DeployableDefinition,
+    ModelValidationError,
+    load_process,
+    timer_definitions,
+    validate_upload,
+)
 from tests.helpers import take_and_complete
 
 
@@ -81,27 +88,20 @@ SUPPORTED_FEATURES = frozenset(
         "mi", "mi_parallel", "mi_sequential", "multi_instance", "std_loop", "loop", "prescript",
         "postscript", "io_spec", "data_object", "error", "error_boundary", "escalation",
         "escalation_boundary", "transaction", "cancel", "payload", "timer_boundary_noninterrupting",
-        "timer_cycle", "conditional", "signal", "int_throw",
+        "timer_cycle", "conditional", "signal", "int_throw", "message", "message_boundary",
+        "message_boundary_noninterrupting", "event_gw", "multiple_event", "parallel_multiple_event",
         # exporter tags: each exporter's cases are judged by their elements
         "camunda", "signavio", "bizagi", "yaoqiang",
     }
 )  # fmt: skip
 
-# Why a feature puts a case out of scope: the deployer refuses these elements (see
-# `_UNSUPPORTED` in bpmn/definitions.py), or the case waits for messages, which this driver does not
-# send (the platform runs message events; tests/api/routes/test_messages.py and
-# tests/test_event_gateway.py cover them).
-_NEEDS_MESSAGES = "the case waits for messages, which the case driver does not send"
+# Why a feature puts a case out of scope. A case that waits for a message is in scope: the driver
+# sends none, so it must wait on the platform where it waits in memory (the platform runs message
+# events; tests/api/routes/test_messages.py and tests/test_event_gateway.py cover delivery).
 UNSUPPORTED_FEATURES = {
-    "message": _NEEDS_MESSAGES,
-    "message_boundary": _NEEDS_MESSAGES,
-    "message_boundary_noninterrupting": _NEEDS_MESSAGES,
     "send_task": "send tasks publish to other participants, which the case driver does not run "
     "(tests/test_message_send.py covers them)",
     "correlation": "Spiff correlation properties are refused by the deployer",
-    "event_gw": _NEEDS_MESSAGES,
-    "multiple_event": "multiple events: the case waits for a message or a signal the driver does not send",
-    "parallel_multiple_event": "parallel multiple events: the case waits for messages the driver does not send",
     "event_subprocess": "the event subprocesses here are started by messages the driver does not send",
     "timer_start": "a timer start event starts its process through a Temporal Schedule, not by the case "
     "driver's start (tests/test_timer_start.py covers them)",
@@ -116,12 +116,6 @@ EXCLUDED_CASES = {
     "spiffworkflow/tests/SpiffWorkflow/bpmn/data/Test-Workflows/Parallel-Multiple-Splits.bpmn20.xml":
         "vendor convention: exclusive flows without conditions, which upstream's test parser "
         "turns into conditions from the flow names",
-    "spiffworkflow/tests/SpiffWorkflow/camunda/data/parallel_multiinstance_collection.bpmn":
-        "Camunda 7 extension: camunda:collection/camunda:elementVariable instead of BPMN loop data",
-    "spiffworkflow/tests/SpiffWorkflow/camunda/data/ExclusiveGatewayIfElseAndDecision.bpmn":
-        "Camunda 7 extension: camunda:decisionRef instead of spiffworkflow:calledDecisionId",
-    "spiffworkflow/tests/SpiffWorkflow/camunda/data/DMNMultiInstance.bpmn":
-        "Camunda 7 extension: camunda:decisionRef instead of spiffworkflow:calledDecisionId",
     "spiffworkflow/tests/SpiffWorkflow/bpmn/data/timer-date-start.bpmn":
         "its script computes the timer date with datetime.now()/timedelta, which the restricted "
         "evaluator does not offer (upstream's script engine does); tagged timer_start, it is an "
@@ -132,6 +126,9 @@ EXCLUDED_CASES = {
         "conditions read vars(), a host function the restricted evaluator refuses",
     "bpmn-moddle/test/fixtures/bpmn/vendor/bizagi-nested-ns-definition.bpmn":
         "a drawing fixture for a parser: its process has no start event",
+    "spiffworkflow/tests/SpiffWorkflow/bpmn/data/multiple-start.bpmn":
+        "its one start event is a multiple one (either of two messages), which the driver does not send; "
+        "a plain start is refused with a 409 naming them (tests/test_multiple_starts.py runs one)",
 }  # fmt: skip
 
 
@@ -193,11 +190,35 @@ def out_of_scope_reason(case: Case) -> str | None:
     unknown = case.features - SUPPORTED_FEATURES
     if unknown:
         return f"features this suite does not know: {sorted(unknown)}"
+    refused = refusal(case)
+    if refused is not None:
+        return f"refused at deploy: {refused}"
+    wanted = case.raw.get("process_id")
+    if wanted and wanted not in {d.key for d in validate_upload(case.upload())}:
+        return (
+            f"upstream runs '{wanted}', a collaboration, as one workflow of all its participants; here each "
+            "participant's process is a definition of its own, and messages pass between instances"
+        )
+    return None
+
+
+def refusal(case: Case) -> str | None:
+    """Why the deployer refuses the case's files, or None."""
+    try:
+        validate_upload(case.upload())
+    except ModelValidationError as err:
+        return str(err)
     return None
 
 
 def in_scope_cases() -> list[Case]:
     return [c for c in all_cases() if out_of_scope_reason(c) is None]
+
+
+def refused_executable_cases() -> list[Case]:
+    """Executable cases (SpiffWorkflow upstream runs them) whose files this platform refuses at deploy:
+    each must be refused with a 4xx that names the problem, never deployed to do something else."""
+    return [c for c in all_cases() if c.raw["category"] == "executable" and refusal(c) is not None]
 
 
 def invalid_cases() -> list[Case]:

@@ -22,6 +22,7 @@ from tests.conformance_support import (
     in_scope_cases,
     invalid_cases,
     pick_definition,
+    refused_executable_cases,
     run_in_memory,
     run_on_platform,
 )
@@ -31,8 +32,8 @@ SPIFF = "spiffworkflow/tests/SpiffWorkflow/"
 IN_SCOPE = in_scope_cases()
 CASES = IN_SCOPE
 # Raise these when cases join; a drop means a case silently left the suite.
-MIN_IN_SCOPE = 39
-MIN_CASES = 39
+MIN_IN_SCOPE = 44
+MIN_CASES = 44
 
 
 def test_the_suite_keeps_every_case_it_had() -> None:
@@ -85,3 +86,19 @@ async def test_every_invalid_case_is_refused_at_deploy(api: httpx.AsyncClient) -
         response = await api.post("/deployments", files=files)
         assert 400 <= response.status_code < 500, (case.name, response.status_code, response.text)
         assert response.json().get("detail"), (case.name, response.text)
+
+
+async def test_every_executable_case_the_platform_refuses_is_refused_naming_where(api: httpx.AsyncClient) -> None:
+    """What upstream runs and this platform does not is refused at deploy, each problem with its file
+    and the element or line it is at: never deployed to do something else."""
+    cases = refused_executable_cases()
+    assert len(cases) >= 12
+    for case in cases:
+        files = [("files", (name, content, "application/xml")) for name, content in case.upload().items()]
+        response = await api.post("/deployments", files=files)
+        assert response.status_code == 422, (case.name, response.status_code, response.text)
+        problems = response.json()["detail"]
+        assert problems, (case.name, response.text)
+        for problem in problems:
+            assert problem["file"] in case.upload() and problem["message"], (case.name, problem)
+            assert problem["element_id"] or problem["line"], (case.name, problem)
