@@ -9,7 +9,11 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import httpx
+import pytest
+from SpiffWorkflow.exceptions import SpiffWorkflowException
 
+from bpmn import decisions, runtime
+from bpmn.definitions import load_process, validate_upload
 from tests.helpers import completed_history, completion, deploy_text, start, wait_for
 
 _DMN = "https://www.omg.org/spec/DMN/20191111/MODEL/"
@@ -206,3 +210,58 @@ async def test_tables_and_tasks_that_cannot_run_are_refused_at_deploy(api: httpx
         assert response.status_code == 422, (expected, response.text)
         [problem] = response.json()["detail"]
         assert problem["element_id"] == "t1" and expected in problem["message"], (expected, problem)
+
+
+def _in_memory(tasks: list[str], tables: dict[str, str], amount: float, *, strict: bool = True) -> Any:
+    """The process run by SpiffWorkflow in this process: what the engine decides, without a backend.
+    `strict=False` is a history recorded before hit policies were honoured (the engine's patch)."""
+    files = {"p.bpmn": _process("in_memory", tasks), **tables}
+    [definition] = validate_upload({name: text.encode() for name, text in files.items()})
+    process = load_process(definition.files, definition.key, definition.hash)
+    workflow = runtime.new_workflow(process, {"amount": amount})
+    setattr(workflow, decisions.STRICT, strict)
+    runtime.run_engine(workflow)
+    return workflow
+
+
+@pytest.mark.backend_free
+def test_aggregations_take_the_minimum_maximum_and_a_count_of_none() -> None:
+    rules = [("> 1000", ["50"]), ("> 500", ["20"]), ("> 5000", ["5"])]
+    tables = {
+        "low.dmn": _dmn("low", rules, policy="COLLECT", aggregation="MIN"),
+        "high.dmn": _dmn("high", rules, policy="COLLECT", aggregation="MAX"),
+        "none.dmn": _dmn("none", rules, policy="COLLECT", aggregation="COUNT"),
+        "nosum.dmn": _dmn("nosum", rules, policy="COLLECT", aggregation="SUM"),
+    }
+    tasks = [_zeebe("low", "low"), _zeebe("high", "high"), _zeebe("none", "none"), _zeebe("nosum", "nosum")]
+    assert runtime.variables(_in_memory(tasks, tables, 6000))["low"] == 5
+    assert runtime.variables(_in_memory(tasks, tables, 6000))["high"] == 50
+    empty = runtime.variables(_in_memory(tasks, tables, 100))
+    assert empty["none"] == 0 and empty["nosum"] is None  # nothing matched: a count of 0, no sum
+
+
+@pytest.mark.backend_free
+def test_a_camunda_mapping_that_does_not_fit_the_result_fails_naming_it() -> None:
+    tables = {"tags.dmn": _TAGS, "offer.dmn": _OFFER}
+    for task, amount, expected in (
+        (_camunda("tags", "t", "singleEntry"), 1500, "singleEntry needs at most one rule"),
+        (_camunda("offer", "o", "collectEntries"), 1500, "collectEntries needs one output per rule"),
+        (_camunda("offer", "o", "singleEntry"), 1500, "singleEntry needs one output"),
+    ):
+        with pytest.raises(SpiffWorkflowException, match=expected):
+            _in_memory([task], tables, amount)
+    # no rule matched: no result
+    assert runtime.variables(_in_memory([_camunda("tags", "t", "singleResult")], tables, 200)) == {
+        "amount": 200, "t": None
+    }  # fmt: skip
+
+
+@pytest.mark.backend_free
+def test_histories_from_before_keep_spiffworkflows_reading_of_a_table() -> None:
+    """Without the patch, a RULE ORDER table is read as SpiffWorkflow 3.2 reads any table but COLLECT
+    (the first matching rule), and a result variable is not set: the outputs merge, as they did."""
+    tables = {"offers.dmn": _OFFERS}
+    old = runtime.variables(_in_memory([_camunda("offers", "offers")], tables, 1500, strict=False))
+    assert old == {"amount": 1500, "rate": 0.1, "reason": "big"}
+    new = runtime.variables(_in_memory([_camunda("offers", "offers")], tables, 1500))
+    assert new["offers"] == [{"rate": 0.1, "reason": "big"}, {"rate": 0.02, "reason": "any"}]
