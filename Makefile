@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_sandbox
 	$(BIN)/python -m benchmarks.bench_edge
 	$(BIN)/python -m benchmarks.bench_twin
+	$(BIN)/python -m benchmarks.bench_calls
 	$(BIN)/python -m benchmarks.bench_long_instances
 	$(BIN)/python -m benchmarks.bench_long_loops
 
