@@ -63,11 +63,32 @@ def new_workflow(
     return workflow
 
 
+class _PassFull(Exception):
+    """The pass ran its `max_steps`: it stops where it is, with engine work left."""
+
+
+@dataclass
+class EnginePass:
+    removed: list[str]  # ids of the finished tasks cut from the tree
+    cut_short: bool  # stopped at `max_steps` with engine work left
+
+
 def run_engine(
     workflow: BpmnWorkflow,
     before_cut: Callable[[], bool] | None = None,
     on_uncaught: Callable[[Uncaught], None] | None = None,
 ) -> list[str]:
+    """`run_pass` without a bound: the ids of the finished tasks cut from the tree."""
+    return run_pass(workflow, before_cut, on_uncaught).removed
+
+
+def run_pass(
+    workflow: BpmnWorkflow,
+    before_cut: Callable[[], bool] | None = None,
+    on_uncaught: Callable[[Uncaught], None] | None = None,
+    *,
+    max_steps: int | None = None,
+) -> EnginePass:
     """Run every engine task (scripts, gateways, events) until only external work is left; the ids
     of the finished tasks cut from a deep tree on the way (bpmn/pruning.py; `before_cut` is called
     before each cut, and False stops it). `on_uncaught` is called right after a task threw an error
@@ -77,24 +98,42 @@ def run_engine(
     conditional events are checked again here (Spiff refreshes only timers), so a condition that
     became true since the last pass (its data changed) fires now. A pass also stops where Spiff's
     iterator stops seeing tasks (depth 1,000): after a cut it goes on.
+
+    `max_steps` bounds the pass: it stops after that many tasks, even with engine work left (a loop
+    of gateways and business rule tasks never waits for anything outside): `cut_short` says so. Each
+    step is the same on every replay, so the bound is deterministic.
     """
     pruner = pruning.Pruner(workflow, before_cut)
     top = workflow.top_workflow
+    steps = 0
 
     def after_task(task: Task) -> None:
+        nonlocal steps
         pruner.after_task(task)
         if on_uncaught is not None and top.bpmn_events:
             found = uncaught_events(workflow)
             if found.errors or found.escalations:
                 on_uncaught(found)
+        steps += 1
+        if max_steps is not None and steps >= max_steps:
+            raise _PassFull  # out of Spiff's loop, between two tasks: the next pass goes on from here
 
     while True:
-        workflow.do_engine_steps(did_complete_task=after_task)
+        try:
+            workflow.do_engine_steps(did_complete_task=after_task)
+        except _PassFull:
+            pruner.prune()
+            return EnginePass(pruner.removed, cut_short=True)
         _refresh_conditions(workflow)
         if pruner.prune():
             continue
-        if not any(not t.task_spec.manual for t in workflow.get_tasks(state=TaskState.READY)):
-            return pruner.removed
+        if not engine_work_left(workflow):
+            return EnginePass(pruner.removed, cut_short=False)
+
+
+def engine_work_left(workflow: BpmnWorkflow) -> bool:
+    """Whether tasks the engine runs itself are ready."""
+    return any(not t.task_spec.manual for t in workflow.get_tasks(state=TaskState.READY))
 
 
 def _refresh_conditions(workflow: BpmnWorkflow) -> None:

@@ -13,6 +13,7 @@ from bpmn import pruning, runtime
 from bpmn.definitions import content_hash, load_process
 from bpmn.parser import ProcessSpec
 from tests.helpers import DATA, completed_history, deploy, start, wait_for
+from workflows.process_engine import PASS_STEPS
 
 
 def _loop() -> ProcessSpec:
@@ -62,3 +63,26 @@ async def test_a_loop_past_the_cut_depth_runs_on_the_platform(api: httpx.AsyncCl
     events = (await client.get_workflow_handle(instance).fetch_history()).events
     markers = [e.marker_recorded_event_attributes for e in events if e.HasField("marker_recorded_event_attributes")]
     assert any("prune-deep-task-trees" in str(m.details) for m in markers)  # histories before it replay uncut
+
+
+async def test_a_loop_that_never_leaves_the_workflow_runs_in_bounded_passes(
+    api: httpx.AsyncClient, client: Client
+) -> None:
+    """5,000 iterations of a gateway and a business rule task: no activity, no wait. One pass would
+    hold a workflow task for seconds, past Temporal's deadlock detector (2 s), and fail it for good
+    (the instance could not even be queried); bounded passes end their workflow task every
+    PASS_STEPS tasks and go on in the next."""
+    await deploy(api, DATA / "inline_loop.bpmn", DATA / "inline_next.dmn", expect=201)
+    instance = await start(api, "inline_loop", {"i": 0, "n": 5_000})
+    done = await wait_for(api, instance, "completed", timeout=300)
+    assert done["variables"] == {"i": 5_000, "n": 5_000}
+    assert done["completed"] == ["start", "again", "count", "more", "end"]
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{instance}'")]
+    breaks = 0
+    for run in runs:
+        history = await client.get_workflow_handle(instance, run_id=run.run_id).fetch_history()
+        assert len(history.events) <= 10_240
+        breaks += sum(e.HasField("timer_started_event_attributes") for e in history.events)
+    # ~15,000 tasks (3 an iteration: the gateway before the count, the count, the gateway after) at
+    # PASS_STEPS a pass
+    assert 3 * 5_000 // PASS_STEPS - 2 <= breaks <= 3 * 5_000 // PASS_STEPS + 2, breaks

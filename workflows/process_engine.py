@@ -114,6 +114,13 @@ _BATCH_PATCH = "batched-service-results"
 _UNCAUGHT_PATCH = "uncaught-errors-fail"
 _CHILD_PATCH = "call-activities-as-child-workflows"
 _DECISIONS_PATCH = "decision-hit-policies"
+_BOUNDED_PATCH = "bounded-engine-passes"
+# Tasks one engine pass runs before it ends the workflow task and goes on in the next: a loop that
+# never leaves the workflow (gateways, business rule tasks) would otherwise hold one workflow task
+# past Temporal's deadlock detector (2 s), and the instance would fail every workflow task for good.
+# About 0.1 s of SpiffWorkflow here; each break costs a 1 ms timer (3 history events and a round trip).
+PASS_STEPS = 1_000
+_PASS_BREAK = timedelta(milliseconds=1)
 # Names a called instance after its call: the same call (task, dispatch) names the same instance.
 _CALLS = uuid.UUID("6f1c2d4e-8a3b-4c5d-9e7f-0a1b2c3d4e5f")
 _PREPARE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -153,6 +160,8 @@ class ProcessEngine:
         self._audit_seq = 0
         self._details: dict[str, tuple[str | None, dict[str, Any] | None]] = {}  # task id → actor, data
         self._decided: dict[str, dict[str, Any]] = {}  # task id → a business rule task's audit entry
+        self._pass_steps: int | None = None  # the bound of one engine pass (PASS_STEPS; None: unbounded)
+        self._cut_short = False  # the last pass stopped at its bound with engine work left
         self._subscriptions: dict[str, MessageSubscription] = {}  # task id → subscription, oldest first
         self._published_subscriptions: set[str] = set()
         self._delivered: dict[str, bool] = {}  # task id → whether the message it was sent reached it
@@ -207,6 +216,8 @@ class ProcessEngine:
         # SpiffWorkflow's UNIQUE/COLLECT reading of any table and replay so (bpmn/decisions.py).
         setattr(self._bw, decisions.STRICT, workflow.patched(_DECISIONS_PATCH))
         setattr(self._bw, decisions.DECIDED, self._decided)
+        # Histories recorded before passes were bounded ran each pass to its end, and replay so.
+        self._pass_steps = PASS_STEPS if workflow.patched(_BOUNDED_PATCH) else None
         if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
             # Histories recorded before the sandbox ran scripts inline: those replay as they ran.
             self._bw.script_engine.inline_scripts = False
@@ -239,6 +250,9 @@ class ProcessEngine:
                     break
                 if self._quiet():
                     await self._continue_as_new()
+                if self._cut_short:
+                    await workflow.sleep(_PASS_BREAK)  # a new workflow task: the pass stopped at its bound
+                    continue
                 await self._wait()
             await self._signals_sent()
         except asyncio.CancelledError:
@@ -302,8 +316,10 @@ class ProcessEngine:
                     if kind != "service_result":
                         batched_updates.flush(self._bw)  # anything else sees the state as it is
                     self._apply(kind, task_id, payload)
-            for task_id in runtime.run_engine(self._bw, self._before_cut, self._uncaught):
+            done = runtime.run_pass(self._bw, self._before_cut, self._uncaught, max_steps=self._pass_steps)
+            for task_id in done.removed:
                 self._seen.pop(task_id, None)  # recorded already; the task is gone for good
+            self._cut_short = done.cut_short
         except SpiffWorkflowException as err:
             _reraise_temporal(err)
             raise _Failure(_describe(err)) from None
