@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_calls
 	$(BIN)/python -m benchmarks.bench_long_instances
 	$(BIN)/python -m benchmarks.bench_long_loops
+	$(BIN)/python -m benchmarks.bench_inline_loop
 
 ## Kill -9 every part of the platform while 200 instances run; checks nothing was lost (RELIABILITY.md)
 chaos: $(STAMP)

@@ -31,6 +31,7 @@ False on their workflow: the engine's patch).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +102,10 @@ class BusinessRuleTask(SpiffBusinessRuleTask):
             return bool(super()._run_hook(my_task))
         try:
             matched, rows = evaluate(self.dmnEngine, self.table, my_task, unique_checked=self.placement.unique_checked)
-            before = my_task.data
-            my_task.data = place(rows, self.table, self.placement, before)
+            written = result(rows, self.table, self.placement)
+            my_task.data = DeepMerge.merge(my_task.data, written) if self.placement.style == "merge" else {
+                **my_task.data, **written
+            }  # fmt: skip
         except SpiffWorkflowException as err:
             err.add_note(f"Business Rule Task '{my_task.task_spec.bpmn_name}'.")
             raise
@@ -112,9 +115,8 @@ class BusinessRuleTask(SpiffBusinessRuleTask):
             raise error from None
         decided = getattr(top, DECIDED, None)
         if decided is not None:  # the audit's entry: which decision, which rules, what it set
-            changed = {k: v for k, v in my_task.data.items() if k not in before or before[k] != v}
             decided[str(my_task.id)] = {"decision": self.table.decision_id, "hit_policy": self.table.hit_policy,
-                                        "rules": matched, "set": changed}  # fmt: skip
+                                        "rules": matched, "set": copy.deepcopy(written)}  # fmt: skip
         super(BusinessRuleTaskMixin, self)._run_hook(my_task)  # past the mixin's own evaluation
         return True
 
@@ -156,20 +158,19 @@ def _aggregated(rows: list[dict[str, Any]], table: Table) -> list[dict[str, Any]
     return [{name: min(values) if table.aggregation == "MIN" else max(values)}]
 
 
-def place(rows: list[dict[str, Any]], table: Table, placement: Placement, data: dict[str, Any]) -> dict[str, Any]:
-    """The task's data with the decision result in it, where the task's modeller says."""
+def result(rows: list[dict[str, Any]], table: Table, placement: Placement) -> dict[str, Any]:
+    """What the task writes into its data: the outputs to merge, or its result variable."""
     single = table.hit_policy in SINGLE_HIT or table.aggregation is not None
     if placement.style == "merge":
         if single:
-            merged = rows[0] if rows else {}
-        else:  # SpiffWorkflow's COLLECT shape: each output's values in a list
-            merged = {key: [row[key] for row in rows if key in row] for key in {k for row in rows for k in row}}
-        return dict(DeepMerge.merge(data, merged))
+            return dict(rows[0]) if rows else {}
+        # SpiffWorkflow's COLLECT shape: each output's values in a list
+        return {key: [row[key] for row in rows if key in row] for key in {k for row in rows for k in row}}
     assert placement.variable is not None
     if placement.style == "zeebe":
         values = [_value(row, table) for row in rows]
-        return {**data, placement.variable: (values[0] if values else None) if single else values}
-    return {**data, placement.variable: _mapped(rows, table, placement.mapping)}
+        return {placement.variable: (values[0] if values else None) if single else values}
+    return {placement.variable: _mapped(rows, table, placement.mapping)}
 
 
 def _value(row: dict[str, Any], table: Table) -> Any:

@@ -144,6 +144,9 @@ async def test_camunda_7_result_variables_take_each_mapping(api: httpx.AsyncClie
 
 async def test_without_a_result_variable_camunda_7_outputs_merge_into_the_data(api: httpx.AsyncClient) -> None:
     done = await _run(api, "c7_merged", [_camunda("offer"), _camunda("tags")], 700)
+    history = await completed_history(api, done["id"])
+    assert completion(history, "t1")["data"]["set"] == {"rate": 0, "reason": "none"}
+    assert completion(history, "t2")["data"]["set"] == {"value": ["mid"]}
     # as SpiffWorkflow's Camunda parser reads it: a single hit's outputs, and each output's collected values
     assert {k: done["variables"][k] for k in ("rate", "reason", "value")} == {"rate": 0, "reason": "none",
                                                                            "value": ["mid"]}  # fmt: skip

@@ -115,6 +115,7 @@ _UNCAUGHT_PATCH = "uncaught-errors-fail"
 _CHILD_PATCH = "call-activities-as-child-workflows"
 _DECISIONS_PATCH = "decision-hit-policies"
 _BOUNDED_PATCH = "bounded-engine-passes"
+_SIZE_PATCH = "history-size-budget"
 # Tasks one engine pass runs before it ends the workflow task and goes on in the next: a loop that
 # never leaves the workflow (gateways, business rule tasks) would otherwise hold one workflow task
 # past Temporal's deadlock detector (2 s), and the instance would fail every workflow task for good.
@@ -323,7 +324,9 @@ class ProcessEngine:
         except SpiffWorkflowException as err:
             _reraise_temporal(err)
             raise _Failure(_describe(err)) from None
-        if not self._draining and self._budget.spent(workflow.info().get_current_history_length()):
+        if not self._draining and (
+            self._budget.spent(workflow.info().get_current_history_length()) or self._size_spent()
+        ):
             self._may_continue()
         self._reconcile_activities()
         self._reconcile_human_tasks()
@@ -338,6 +341,11 @@ class ProcessEngine:
         if not self._draining and workflow.patched(_CONTINUE_PATCH):
             self._draining = True
         return self._draining
+
+    def _size_spent(self) -> bool:
+        """This run's history nears Temporal's size limit. Runs recorded before size counted drained on
+        events only, and replay so: the patch is recorded the first time size decides."""
+        return HistoryBudget.size_spent(workflow.info().get_current_history_size()) and workflow.patched(_SIZE_PATCH)
 
     def _quiet(self) -> bool:
         """A draining run with nothing in flight: no activity, no broadcast, no update half-handled,
