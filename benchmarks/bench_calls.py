@@ -17,7 +17,6 @@ import asyncio
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,12 +27,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from benchmarks.baseline import BENCH_POOL, BENCH_POOL_PREFIX, BENCH_TASK_QUEUE, bench_step
-from benchmarks.bench_engine import DevServer
-from benchmarks.report import cpu_name, write_block
+from benchmarks.dev_platform import dev_platform
+from benchmarks.report import cpu_name, publish
 from bpmn.definitions import DeployableDefinition, start_input, validate_upload
 from bpmn.operators import registry
 from store import definitions
-from store.db import make_engine, make_session_factory, migrate
 from workers.engine import build_worker
 from workflows.contracts import ENGINE_TASK_QUEUE, PROCESS_WORKFLOW, ProcessResult
 
@@ -112,35 +110,23 @@ async def _events(client: Client, instance_id: str) -> int:
 async def benchmark(rounds: int, instances: int, in_flight: int) -> list[Kind]:
     registry.register(BENCH_POOL_PREFIX, BENCH_POOL)
     found = {d.key: d for d in validate_upload({MODEL.name: MODEL.read_bytes()})}
-    with tempfile.TemporaryDirectory(prefix="aimatrix-bench-") as tmp:
-        workdir = Path(tmp)
-        server = DevServer(workdir, memory=False)
-        store = make_engine(f"sqlite:///{workdir / 'aimatrix.db'}")
-        try:
-            migrate(store)
-            sessions = make_session_factory(store)
-            with sessions.begin() as session:
-                for d in found.values():  # the call resolves its called definition in the store
-                    definitions.deploy(
-                        session, key=d.key, name=d.key, files=d.files, digest=d.hash, deployed_by="bench"
-                    )
-            client = await server.start()
-            engine = build_worker(client, sessions)
-            steps = Worker(client, task_queue=BENCH_TASK_QUEUE, activities=[bench_step], max_concurrent_activities=200)
-            kinds = [Kind(key) for key in KINDS]
-            async with engine, steps:
-                for kind in kinds:  # warm-up: workflow code loaded, definitions parsed and cached
-                    await _round(client, found[kind.key], in_flight, in_flight)
-                for number in range(1, rounds + 1):
-                    for kind in kinds:
-                        result, ids = await _round(client, found[kind.key], instances, in_flight)
-                        kind.rounds.append(result)
-                        if number == 1:
-                            kind.events = [await _events(client, i) for i in ids[:20]]
-                        print(f"round {number} {kind.key}: {result.rate:.2f}/s, p50 {result.p50_ms:.0f} ms", flush=True)
-        finally:
-            server.stop()
-            store.dispose()
+    async with dev_platform() as (client, sessions):
+        with sessions.begin() as session:
+            for d in found.values():  # the call resolves its called definition in the store
+                definitions.deploy(session, key=d.key, name=d.key, files=d.files, digest=d.hash, deployed_by="bench")
+        engine = build_worker(client, sessions)
+        steps = Worker(client, task_queue=BENCH_TASK_QUEUE, activities=[bench_step], max_concurrent_activities=200)
+        kinds = [Kind(key) for key in KINDS]
+        async with engine, steps:
+            for kind in kinds:  # warm-up: workflow code loaded, definitions parsed and cached
+                await _round(client, found[kind.key], in_flight, in_flight)
+            for number in range(1, rounds + 1):
+                for kind in kinds:
+                    result, ids = await _round(client, found[kind.key], instances, in_flight)
+                    kind.rounds.append(result)
+                    if number == 1:
+                        kind.events = [await _events(client, i) for i in ids[:20]]
+                    print(f"round {number} {kind.key}: {result.rate:.2f}/s, p50 {result.p50_ms:.0f} ms", flush=True)
     return kinds
 
 
@@ -184,11 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.bench_calls " + " ".join(argv if argv is not None else sys.argv[1:])
     kinds = asyncio.run(benchmark(args.rounds, args.instances, args.in_flight))
     body = render(kinds, command.strip(), args.rounds, args.instances, args.in_flight)
-    if args.output == "-":
-        print(body)
-    else:
-        write_block(Path(args.output), "calls", body, script="benchmarks.bench_calls")
-        print(f"written to {args.output}")
+    publish(body, args.output, "calls", script="benchmarks.bench_calls")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import platform
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -26,11 +25,10 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from benchmarks.bench_engine import DevServer
-from benchmarks.report import cpu_name, write_block
+from benchmarks.dev_platform import dev_platform
+from benchmarks.report import cpu_name, publish
 from bpmn import runtime
 from bpmn.definitions import DeployableDefinition, load_process, start_input, validate_upload
-from store.db import make_engine, make_session_factory, migrate
 from workers.engine import build_worker
 from workflows.contracts import ENGINE_TASK_QUEUE, PROCESS_WORKFLOW, ProcessResult
 from workflows.process_engine import PASS_STEPS
@@ -56,30 +54,20 @@ async def _histories(client: Client, instance_id: str) -> tuple[list[int], list[
 async def benchmark(iterations: int) -> dict[str, float]:
     files = {name: (DATA / name).read_bytes() for name in ("inline_loop.bpmn", "inline_next.dmn")}
     [definition] = validate_upload(files)
-    with tempfile.TemporaryDirectory(prefix="aimatrix-bench-") as tmp:
-        workdir = Path(tmp)
-        server = DevServer(workdir, memory=False)
-        store = make_engine(f"sqlite:///{workdir / 'aimatrix.db'}")
-        try:
-            migrate(store)
-            client = await server.start()
-            async with build_worker(client, make_session_factory(store)):
-                instance_id = f"bench-inline-{uuid.uuid4().hex[:8]}"
-                inp = start_input(
-                    instance_id=instance_id, key=definition.key, version=1, digest=definition.hash,
-                    files=definition.files, variables={"i": 0, "n": iterations},
-                )  # fmt: skip
-                began = time.perf_counter()
-                result: ProcessResult = await client.execute_workflow(
-                    PROCESS_WORKFLOW, inp, id=instance_id, task_queue=ENGINE_TASK_QUEUE, result_type=ProcessResult
-                )
-                wall = time.perf_counter() - began
-                if result.variables != {"i": iterations, "n": iterations}:
-                    raise RuntimeError(f"the loop ended with {result.variables}")
-                lengths, marks = await _histories(client, instance_id)
-        finally:
-            server.stop()
-            store.dispose()
+    async with dev_platform() as (client, sessions), build_worker(client, sessions):
+        instance_id = f"bench-inline-{uuid.uuid4().hex[:8]}"
+        inp = start_input(
+            instance_id=instance_id, key=definition.key, version=1, digest=definition.hash,
+            files=definition.files, variables={"i": 0, "n": iterations},
+        )  # fmt: skip
+        began = time.perf_counter()
+        result: ProcessResult = await client.execute_workflow(
+            PROCESS_WORKFLOW, inp, id=instance_id, task_queue=ENGINE_TASK_QUEUE, result_type=ProcessResult
+        )
+        wall = time.perf_counter() - began
+        if result.variables != {"i": iterations, "n": iterations}:
+            raise RuntimeError(f"the loop ended with {result.variables}")
+        lengths, marks = await _histories(client, instance_id)
     memory_s = _in_memory(definition, iterations)
     tenth = max(len(marks) // 10, 2)
     early = (tenth - 1) * PASS_STEPS / (marks[tenth - 1] - marks[0])
@@ -136,14 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=100_000)
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"), help="'-' prints instead")
     args = parser.parse_args(argv)
+    if args.iterations < 2 * PASS_STEPS:  # each pass runs PASS_STEPS tasks, ~3 an iteration: rates need passes
+        parser.error(f"--iterations: at least {2 * PASS_STEPS:,}, so that passes can be timed")
     command = "python -m benchmarks.bench_inline_loop " + " ".join(argv if argv is not None else sys.argv[1:])
     measured = asyncio.run(benchmark(args.iterations))
     body = render(measured, command.strip())
-    if args.output == "-":
-        print(body)
-    else:
-        write_block(Path(args.output), "inline-loop", body, script="benchmarks.bench_inline_loop")
-        print(f"written to {args.output}")
+    publish(body, args.output, "inline-loop", script="benchmarks.bench_inline_loop")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import platform
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,11 +38,10 @@ from benchmarks.baseline import (
     BaselineLoopWorkflow,
     bench_step,
 )
-from benchmarks.bench_engine import DevServer
-from benchmarks.report import cpu_name, write_block
+from benchmarks.dev_platform import dev_platform
+from benchmarks.report import cpu_name, publish
 from bpmn.definitions import DeployableDefinition, start_input, validate_upload
 from bpmn.operators import registry
-from store.db import make_engine, make_session_factory, migrate
 from workers.engine import build_worker, workflow_runner
 from workflows.contracts import ENGINE_TASK_QUEUE, PROCESS_WORKFLOW, ProcessResult
 from workflows.history_budget import DEFAULT_LIMIT, HistoryBudget
@@ -147,27 +145,18 @@ def _outcome(name: str, size: int, wall: float, runs: list[list[float]]) -> Outc
 
 async def benchmark(iterations: int, width: int, *, memory: bool) -> list[Outcome]:
     registry.register(BENCH_POOL_PREFIX, BENCH_POOL)
-    with tempfile.TemporaryDirectory(prefix="aimatrix-bench-") as tmp:
-        workdir = Path(tmp)
-        server = DevServer(workdir, memory=memory)
-        store = make_engine(f"sqlite:///{workdir / 'aimatrix.db'}")
-        try:
-            migrate(store)
-            client = await server.start()
-            engine = build_worker(client, make_session_factory(store))
-            steps = Worker(client, task_queue=BENCH_TASK_QUEUE, activities=[bench_step], max_concurrent_activities=200)
-            baseline = Worker(
-                client, task_queue=BASELINE_TASK_QUEUE, workflows=[BaselineLoopWorkflow],
-                workflow_runner=workflow_runner(),  # the engine's sandbox settings: only the workflow differs
-            )  # fmt: skip
-            outcomes: list[Outcome] = []
-            async with engine, steps, baseline:
-                for name, size in (("wide_fan_out", width), ("long_loop", iterations), ("baseline_loop", iterations)):
-                    outcomes.append(await _measure(client, name, size))
-                    print(_line(outcomes[-1]), flush=True)
-        finally:
-            server.stop()
-            store.dispose()
+    async with dev_platform(memory=memory) as (client, sessions):
+        engine = build_worker(client, sessions)
+        steps = Worker(client, task_queue=BENCH_TASK_QUEUE, activities=[bench_step], max_concurrent_activities=200)
+        baseline = Worker(
+            client, task_queue=BASELINE_TASK_QUEUE, workflows=[BaselineLoopWorkflow],
+            workflow_runner=workflow_runner(),  # the engine's sandbox settings: only the workflow differs
+        )  # fmt: skip
+        outcomes: list[Outcome] = []
+        async with engine, steps, baseline:
+            for name, size in (("wide_fan_out", width), ("long_loop", iterations), ("baseline_loop", iterations)):
+                outcomes.append(await _measure(client, name, size))
+                print(_line(outcomes[-1]), flush=True)
     return outcomes
 
 
@@ -229,11 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.bench_long_instances " + " ".join(argv if argv is not None else sys.argv[1:])
     outcomes = asyncio.run(benchmark(args.iterations, args.width, memory=args.memory))
     body = render(outcomes, command.strip(), memory=args.memory)
-    if args.output == "-":
-        print(body)
-    else:
-        write_block(Path(args.output), "long-instances", body, script="benchmarks.bench_long_instances")
-        print(f"written to {args.output}")
+    publish(body, args.output, "long-instances", script="benchmarks.bench_long_instances")
 
 
 if __name__ == "__main__":

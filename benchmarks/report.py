@@ -35,3 +35,12 @@ def write_block(path: Path, name: str, body: str, *, script: str, title: str = "
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def publish(body: str, output: str, name: str, *, script: str) -> None:
+    """Print `body` (`output` is '-'), or write it as block `name` of the results file `output`."""
+    if output == "-":
+        print(body)
+        return
+    write_block(Path(output), name, body, script=script)
+    print(f"written to {output}")
