@@ -25,6 +25,10 @@ from store import definitions
 from workflows.contracts import PROCESS_WORKFLOW, START_SCHEDULED_ACTIVITY, ProcessInput, ScheduledStart
 
 _TIMER_STARTS = uuid.UUID("0b7c3f1e-58a4-4c1b-9d2e-7a6f5e4d3c2b")
+# A deploy creates its Schedules before it commits (a Temporal that does not answer fails the deploy),
+# so a timer already due fires before the definition can be read: "not found" is retried this many
+# attempts (1 + 2 + 4 + 8 s of backoff) before it counts as a definition that is gone.
+NOT_FOUND_ATTEMPTS = 5
 TIMER_ACTOR = "timer"  # who started it, in the instance index and the audit history
 
 
@@ -60,7 +64,10 @@ class ScheduledStarts:
         with self._session_factory() as session:
             found = definitions.get(session, key=inp.definition_key, tenant=inp.tenant)
             if found is None:
-                raise ApplicationError(f"definition '{inp.definition_key}' not found", non_retryable=True)
+                raise ApplicationError(
+                    f"definition '{inp.definition_key}' not found",
+                    non_retryable=activity.info().attempt >= NOT_FOUND_ATTEMPTS,
+                )
             files = definitions.files(session, key=found.key, version=found.version)
         process = load_process(files, found.key, found.hash, feel=found.feel)
         if inp.element_id not in {start.element_id for start in timer_starts(process)}:

@@ -4,16 +4,22 @@ a Temporal Schedule that follows the definition's latest version."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
+from temporalio.testing import ActivityEnvironment
 
+from activities.scheduled_start import NOT_FOUND_ATTEMPTS, ScheduledStarts
 from api.timer_schedules import schedule_id
 from tests.helpers import DATA, deploy_text, wait_for
+from workflows.contracts import ScheduledStart
 
 XML = (DATA / "timer_start.bpmn").read_text()
 
@@ -98,3 +104,19 @@ async def test_timer_starts_that_cannot_work_are_refused(
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
     assert error["element_id"] == "every_night" and error["line"] == 7 and message in error["message"], error
+
+
+async def test_a_schedule_that_fires_before_its_deploy_commits_retries_the_lookup(
+    client: Client, session_factory: sessionmaker[Session]
+) -> None:
+    """A deploy creates its Schedules before it commits: a timer already due fires at once, and the
+    start finds no definition yet. It is retried (the definition appears with the commit), and only
+    after NOT_FOUND_ATTEMPTS counts as a definition that is gone."""
+    starts = ScheduledStarts(client, session_factory, "engine")
+    inp = ScheduledStart("not_committed_yet", "due", None, "timer-start.not_committed_yet-1")
+    environment = ActivityEnvironment()
+    for attempt, final in ((1, False), (NOT_FOUND_ATTEMPTS - 1, False), (NOT_FOUND_ATTEMPTS, True)):
+        environment.info = dataclasses.replace(environment.info, attempt=attempt)
+        with pytest.raises(ApplicationError, match="'not_committed_yet' not found") as raised:
+            await environment.run(starts.start_scheduled, inp)
+        assert raised.value.non_retryable is final, attempt
