@@ -5,14 +5,18 @@ and each pass walks the whole tree. The engine cuts the finished chain above the
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+
 import httpx
 import pytest
 from temporalio.client import Client
 
 from bpmn import pruning, runtime
-from bpmn.definitions import content_hash, load_process
+from bpmn.definitions import content_hash, load_process, start_input
 from bpmn.parser import ProcessSpec
 from tests.helpers import DATA, completed_history, deploy, start, wait_for
+from workflows.contracts import ENGINE_TASK_QUEUE, PROCESS_WORKFLOW, ProcessResult
 from workflows.process_engine import PASS_STEPS
 
 
@@ -86,3 +90,28 @@ async def test_a_loop_that_never_leaves_the_workflow_runs_in_bounded_passes(
     # ~15,000 tasks (3 an iteration: the gateway before the count, the count, the gateway after) at
     # PASS_STEPS a pass
     assert 3 * 5_000 // PASS_STEPS - 2 <= breaks <= 3 * 5_000 // PASS_STEPS + 2, breaks
+
+
+async def test_a_run_whose_history_grows_large_in_bytes_continues_as_new(client: Client, workers: None) -> None:
+    """Temporal terminates a run at 50 MB of history whatever its event count: payloads under the
+    offload threshold add up. A run drains at its size limit too (8 MiB by default; 6 kB here, as the
+    platform's payload codec keeps this loop's audit batches out of the history) and continues as new;
+    every history of the session replays at its end (tests/conftest.py), this size-drained one too."""
+    files = {name: (DATA / name).read_text() for name in ("inline_loop.bpmn", "inline_next.dmn")}
+    instance_id = f"size-drained-{uuid.uuid4()}"
+    inp = dataclasses.replace(
+        start_input(instance_id=instance_id, key="inline_loop", version=1, digest=content_hash(files), files=files,
+                    variables={"i": 0, "n": 2_000}),
+        history_size_limit=6_000,
+    )  # fmt: skip
+    result = await client.execute_workflow(
+        PROCESS_WORKFLOW, inp, id=instance_id, task_queue=ENGINE_TASK_QUEUE, result_type=ProcessResult
+    )
+    assert result.variables == {"i": 2_000, "n": 2_000}
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{instance_id}'")]
+    lengths = []
+    for run in runs:
+        history = await client.get_workflow_handle(instance_id, run_id=run.run_id).fetch_history()
+        lengths.append(len(history.events))
+        assert len(history.events) < 1_000, len(history.events)  # far below the event limit: size decided
+    assert len(runs) >= 2, lengths

@@ -134,6 +134,8 @@ class ProcessInput:
     # A run continues as new once its history reaches this many events (None: the engine's default,
     # workflows/history_budget.py), so no run's history nears Temporal's limits.
     history_limit: int | None = None
+    # ... or this many bytes (None: the default, 8 MiB); tests set it low to drain a run by size
+    history_size_limit: int | None = None
     # Set by the run before, when this run continues an instance: where it was (the start event and
     # the variables above are then history, not orders).
     resume: EngineSnapshot | None = None

@@ -95,7 +95,7 @@ from workflows.contracts import (
     SyncTasksInput,
     TaskAssigned,
 )
-from workflows.history_budget import DEFAULT_LIMIT, HistoryBudget
+from workflows.history_budget import DEFAULT_LIMIT, DEFAULT_SIZE_LIMIT, HistoryBudget
 
 # Audit entries wait for the next projection write; past this many they are written on their own.
 _AUDIT_BUFFER = 200
@@ -142,7 +142,7 @@ class ProcessEngine:
         process = load_process(inp.files, inp.definition_key, inp.definition_hash, feel=inp.feel)
         resume = inp.resume
         self._bw = snapshot.load(resume.spiff, process) if resume else runtime.new_workflow(process, inp.variables)
-        self._budget = HistoryBudget(inp.history_limit or DEFAULT_LIMIT)
+        self._budget = HistoryBudget(inp.history_limit or DEFAULT_LIMIT, inp.history_size_limit or DEFAULT_SIZE_LIMIT)
         self._draining = False  # this run's history is spent: start nothing new, then continue as new
         self._status = "running"
         self._error: str | None = None
@@ -345,7 +345,7 @@ class ProcessEngine:
     def _size_spent(self) -> bool:
         """This run's history nears Temporal's size limit. Runs recorded before size counted drained on
         events only, and replay so: the patch is recorded the first time size decides."""
-        return HistoryBudget.size_spent(workflow.info().get_current_history_size()) and workflow.patched(_SIZE_PATCH)
+        return self._budget.size_spent(workflow.info().get_current_history_size()) and workflow.patched(_SIZE_PATCH)
 
     def _quiet(self) -> bool:
         """A draining run with nothing in flight: no activity, no broadcast, no update half-handled,
