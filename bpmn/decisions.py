@@ -47,7 +47,8 @@ from SpiffWorkflow.util.deep_merge import DeepMerge
 from bpmn import camunda8
 
 STRICT = "aimatrix_decision_policies"  # attribute of the top workflow: False replays the old behaviour
-# attribute of the top workflow: a dict the engine reads each decision's audit entry from, by task id
+# attribute of the top workflow: the engine's details by task id ({id: (actor, data)}), which its audit
+# entry for the completed task carries; a decision writes which rules matched and what it set there
 DECIDED = "aimatrix_decided"
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -115,8 +116,8 @@ class BusinessRuleTask(SpiffBusinessRuleTask):
             raise error from None
         decided = getattr(top, DECIDED, None)
         if decided is not None:  # the audit's entry: which decision, which rules, what it set
-            decided[str(my_task.id)] = {"decision": self.table.decision_id, "hit_policy": self.table.hit_policy,
-                                        "rules": matched, "set": copy.deepcopy(written)}  # fmt: skip
+            decided[str(my_task.id)] = (None, {"decision": self.table.decision_id, "hit_policy": self.table.hit_policy,
+                                               "rules": matched, "set": copy.deepcopy(written)})  # fmt: skip
         super(BusinessRuleTaskMixin, self)._run_hook(my_task)  # past the mixin's own evaluation
         return True
 

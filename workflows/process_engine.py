@@ -160,7 +160,6 @@ class ProcessEngine:
         self._audit: list[AuditEntry] = []
         self._audit_seq = 0
         self._details: dict[str, tuple[str | None, dict[str, Any] | None]] = {}  # task id → actor, data
-        self._decided: dict[str, dict[str, Any]] = {}  # task id → a business rule task's audit entry
         self._pass_steps: int | None = None  # the bound of one engine pass (PASS_STEPS; None: unbounded)
         self._cut_short = False  # the last pass stopped at its bound with engine work left
         self._subscriptions: dict[str, MessageSubscription] = {}  # task id → subscription, oldest first
@@ -216,7 +215,7 @@ class ProcessEngine:
         # Business rule tasks honour every hit policy and result variable; histories from before ran
         # SpiffWorkflow's UNIQUE/COLLECT reading of any table and replay so (bpmn/decisions.py).
         setattr(self._bw, decisions.STRICT, workflow.patched(_DECISIONS_PATCH))
-        setattr(self._bw, decisions.DECIDED, self._decided)
+        setattr(self._bw, decisions.DECIDED, self._details)  # a decision's audit entry, as other tasks' details
         # Histories recorded before passes were bounded ran each pass to its end, and replay so.
         self._pass_steps = PASS_STEPS if workflow.patched(_BOUNDED_PATCH) else None
         if SCRIPT_ACTIVITY in self._input.operators and workflow.patched(_SCRIPT_SANDBOX_PATCH):
@@ -889,7 +888,6 @@ class ProcessEngine:
             actor, data = (None, None)
             if change.action == "completed":
                 actor, data = self._details.pop(change.task_id, (None, None))
-                data = self._decided.pop(change.task_id, data)  # a business rule task's decision
             self._record(
                 f"element.{change.action}",
                 element_id=change.element_id,
