@@ -17,9 +17,9 @@ import re
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 
-from bpmn import camunda8
+from bpmn import camunda8, human_tasks
 
-CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+CAMUNDA_NS = human_tasks.CAMUNDA_NS
 _NS = {"bpmn": camunda8.BPMN_NS}
 _WRAPPED = re.compile(r"^\s*[$#]\{\s*(.*?)\s*\}\s*$", re.DOTALL)
 

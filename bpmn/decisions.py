@@ -44,19 +44,15 @@ from SpiffWorkflow.spiff.parser.task_spec import BusinessRuleTaskParser
 from SpiffWorkflow.spiff.specs.defaults import BusinessRuleTask as SpiffBusinessRuleTask
 from SpiffWorkflow.util.deep_merge import DeepMerge
 
-from bpmn import camunda8
+from bpmn import camunda8, human_tasks
 
 STRICT = "aimatrix_decision_policies"  # attribute of the top workflow: False replays the old behaviour
 # attribute of the top workflow: the engine's details by task id ({id: (actor, data)}), which its audit
 # entry for the completed task carries; a decision writes which rules matched and what it set there
 DECIDED = "aimatrix_decided"
 
-CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
-_NS = {
-    "bpmn": camunda8.BPMN_NS,
-    "zeebe": camunda8.ZEEBE_NS,
-    "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
-}
+CAMUNDA_NS = human_tasks.CAMUNDA_NS
+_NS = {"bpmn": camunda8.BPMN_NS, "zeebe": camunda8.ZEEBE_NS}
 SINGLE_HIT = ("UNIQUE", "ANY", "FIRST")
 MULTIPLE_HIT = ("RULE ORDER", "COLLECT")
 AGGREGATIONS = ("SUM", "MIN", "MAX", "COUNT")

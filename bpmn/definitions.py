@@ -340,15 +340,12 @@ def _multiple_start_problem(start: etree._Element) -> str | None:
 def _defined_start(start: etree._Element) -> bool:
     """A start event whose definition is refused (or run) by its own rule: message, signal, timer,
     conditional, error, escalation."""
-    kinds = ("messageEventDefinition", "signalEventDefinition", "timerEventDefinition", "conditionalEventDefinition")
-    return _catches_error_or_escalation(start) or any(
-        etree.QName(child).localname in kinds for child in start if isinstance(child.tag, str)
-    )
+    kinds = {"messageEventDefinition", "signalEventDefinition", "timerEventDefinition", "conditionalEventDefinition"}
+    return _catches_error_or_escalation(start) or bool(kinds & set(_start_definitions(start)))
 
 
 def _catches_error_or_escalation(start: etree._Element) -> bool:
-    kinds = ("errorEventDefinition", "escalationEventDefinition")
-    return any(etree.QName(child).localname in kinds for child in start if isinstance(child.tag, str))
+    return bool({"errorEventDefinition", "escalationEventDefinition"} & set(_start_definitions(start)))
 
 
 _MESSAGE_CATCHERS = ("intermediateCatchEvent", "boundaryEvent", "startEvent")

@@ -112,16 +112,16 @@ def deliver(task: Task, payload: dict[str, Any], index: int | None = None) -> No
     task.task_spec._update(task)
 
 
-def start_names(process: ProcessSpec) -> list[str]:
-    """The messages that start the process: message start events of its top level (each of a
-    multiple start event's messages starts it too)."""
+def start_names(process: ProcessSpec, kind: type[Any] = MessageEventDefinition) -> list[str]:
+    """The names of the `kind` events (messages by default) that start the process: its top-level
+    start events' (each of a multiple start event's events starts it too)."""
     return sorted(
         {
             definition.name
             for spec in process.spec.task_specs.values()
             if isinstance(spec, StartEvent)
             for definition in start_definitions(spec)
-            if isinstance(definition, MessageEventDefinition)
+            if isinstance(definition, kind)
         }
     )
 

@@ -112,17 +112,8 @@ def deliver(workflow: BpmnWorkflow, name: str, payload: Any) -> list[str]:
 
 
 def start_names(process: Any) -> list[str]:
-    """The signals that start the process: signal start events of its top level (each of a multiple
-    start event's signals starts it too)."""
-    return sorted(
-        {
-            definition.name
-            for spec in process.spec.task_specs.values()
-            if isinstance(spec, StartEvent)
-            for definition in messages.start_definitions(spec)
-            if isinstance(definition, PlatformSignalEventDefinition)
-        }
-    )
+    """The signals that start the process (messages.start_names)."""
+    return messages.start_names(process, PlatformSignalEventDefinition)
 
 
 def start_by_signal(workflow: BpmnWorkflow, name: str) -> bool:
