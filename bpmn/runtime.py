@@ -31,7 +31,7 @@ from SpiffWorkflow.spiff.specs.event_definitions import EscalationEventDefinitio
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-from bpmn import call_activities, ordered_outputs, pruning
+from bpmn import boundary_rearm, call_activities, ordered_outputs, pruning
 from bpmn.definitions import timer_definitions
 from bpmn.parser import ProcessSpec
 from bpmn.script_engine import RestrictedScriptEngine
@@ -58,6 +58,7 @@ def new_workflow(
     engine = RestrictedScriptEngine(inline_scripts=inline_scripts)
     workflow = BpmnWorkflow(process.spec, process.subprocess_specs, script_engine=engine)
     setattr(workflow, ordered_outputs.ORDERED, True)  # the engine turns it off for older histories
+    setattr(workflow, boundary_rearm.REARM, True)  # so too here
     if variables:
         workflow.get_tasks(state=TaskState.READY)[0].set_data(**variables)
     return workflow
@@ -109,6 +110,7 @@ def run_pass(
 
     def after_task(task: Task) -> None:
         nonlocal steps
+        boundary_rearm.after_completed(task)  # before a cut: the fired event's split is still in the tree
         pruner.after_task(task)
         if on_uncaught is not None and top.bpmn_events:
             found = uncaught_events(workflow)

@@ -1,6 +1,6 @@
 """Elements the other platform tests leave out, on real Temporal: a sequential multi-instance with a
-completion condition, a standard loop with its maximum, a non-interrupting message boundary event whose
-path runs while its task stays open, interrupting conditional and escalation boundary
+completion condition, a standard loop with its maximum, a non-interrupting message boundary event that
+runs a path per message while its task stays open, interrupting conditional and escalation boundary
 events, and an interrupting escalation event subprocess (tests/data/loops_and_boundaries.bpmn)."""
 
 from __future__ import annotations
@@ -48,13 +48,33 @@ async def test_a_non_interrupting_message_boundary_event_runs_its_path_beside_th
     # the note's path opens its own task beside the review, which stays open
     tasks = {t["element_id"]: t for t in await wait_for_tasks(api, instance, count=2)}
     assert set(tasks) == {"n_review", "read_note"} and tasks["n_review"]["id"] == review["id"], tasks
-    # the boundary event listens once, as in SpiffWorkflow (Camunda's listens on while the task is open)
-    again = await api.post("/messages", json={"name": "order-note", "correlation_key": "ORD-77"})
-    assert again.status_code == 404, again.text
-    assert (await take_and_complete(api, tasks["read_note"], {})).status_code == 200
+    # the boundary event listens on while the review is open (as in Camunda): each note its own path
+    for author in ("sales", "legal"):
+        again = await _send_note(api, author)
+        assert again.status_code == 200, again.text
+    notes = [t for t in await wait_for_tasks(api, instance, count=4) if t["element_id"] == "read_note"]
+    assert len(notes) == 3 and review["id"] in {t["id"] for t in await wait_for_tasks(api, instance)}, notes
+    for note in notes:
+        assert (await take_and_complete(api, note, {})).status_code == 200
     assert (await take_and_complete(api, review, {})).status_code == 200
     done = await wait_for(api, instance, "completed")
     assert {"noted", "read_note", "note_end", "n_review", "n_end"} <= set(done["completed"]), done
+    # once the review is done nobody listens
+    assert (await _send_note(api, "late")).status_code == 404
+    history = await completed_history(api, instance)
+    received = [r["data"]["variables"] for r in history if r["action"] == "message.received"]
+    assert received == [{"author": "ops"}, {"author": "sales"}, {"author": "legal"}], received
+
+
+async def _send_note(api: httpx.AsyncClient, author: str) -> httpx.Response:
+    """A note for order ORD-77; the fresh boundary event is listed a moment after the last one fired."""
+    for _ in range(300):
+        sent = await api.post("/messages", json={"name": "order-note", "correlation_key": "ORD-77",
+                                                 "variables": {"author": author}})  # fmt: skip
+        if sent.status_code != 404 or author == "late":
+            return sent
+        await asyncio.sleep(0.1)
+    return sent
 
 
 async def test_an_interrupting_conditional_boundary_event_takes_the_task_away(api: httpx.AsyncClient) -> None:

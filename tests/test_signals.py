@@ -110,6 +110,14 @@ async def test_boundary_signals_interrupt_or_not(api: httpx.AsyncClient) -> None
         state = (await api.get(f"/instances/{instance}")).json()
     assert "end_reminded" in state["completed"] and "inspect" in state["active"]
     assert [t["id"] for t in await wait_for_tasks(api, instance)] == [task["id"]]
+    # the non-interrupting boundary event listens on while the task is open: a second reminder runs
+    # the path again (its fresh subscription is listed a moment after the first one fired)
+    for _ in range(300):
+        again = _reached(await _broadcast(api, "reminder"))
+        if instance in again:
+            break
+        await asyncio.sleep(0.1)
+    assert again[instance] == ["reminded"], again
     recalled = await _broadcast(api, "recall", reason="supplier recall")
     assert _reached(recalled)[instance] == ["recalled"]
     done = await wait_for(api, instance, "completed")

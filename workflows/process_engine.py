@@ -33,6 +33,7 @@ from temporalio.workflow import ParentClosePolicy
 
 from bpmn import (
     batched_updates,
+    boundary_rearm,
     call_activities,
     decisions,
     forms,
@@ -116,6 +117,7 @@ _CHILD_PATCH = "call-activities-as-child-workflows"
 _DECISIONS_PATCH = "decision-hit-policies"
 _BOUNDED_PATCH = "bounded-engine-passes"
 _SIZE_PATCH = "history-size-budget"
+_REARM_PATCH = "rearm-non-interrupting-boundaries"
 # Tasks one engine pass runs before it ends the workflow task and goes on in the next: a loop that
 # never leaves the workflow (gateways, business rule tasks) would otherwise hold one workflow task
 # past Temporal's deadlock detector (2 s), and the instance would fail every workflow task for good.
@@ -215,6 +217,9 @@ class ProcessEngine:
         # Business rule tasks honour every hit policy and result variable; histories from before ran
         # SpiffWorkflow's UNIQUE/COLLECT reading of any table and replay so (bpmn/decisions.py).
         setattr(self._bw, decisions.STRICT, workflow.patched(_DECISIONS_PATCH))
+        # A non-interrupting message, signal or escalation boundary event catches each event while its
+        # activity runs; histories from before caught one (SpiffWorkflow's) and replay so.
+        setattr(self._bw, boundary_rearm.REARM, workflow.patched(_REARM_PATCH))
         setattr(self._bw, decisions.DECIDED, self._details)  # a decision's audit entry, as other tasks' details
         # Histories recorded before passes were bounded ran each pass to its end, and replay so.
         self._pass_steps = PASS_STEPS if workflow.patched(_BOUNDED_PATCH) else None
