@@ -291,8 +291,8 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
             message = "conditional start events are not supported: start the instance when the condition holds"
         if local == "startEvent" and in_event_subprocess(element) and not _defined_start(element):
             message = (
-                "an event subprocess starts on an event: its start event needs an error, escalation or "
-                "message definition (a none start event would run it as soon as the process starts)"
+                "an event subprocess starts on an event: its start event needs an error, escalation, "
+                "message or signal definition (a none start event would run it as soon as the process starts)"
             )
         elif local == "startEvent" and _catches_error_or_escalation(element):
             subprocess = element.getparent()
@@ -360,8 +360,10 @@ def _message_problem(root: etree._Element, element: etree._Element) -> str | Non
     owner_kind = etree.QName(owner).localname if owner is not None else ""
     if owner is None or owner_kind not in (*_MESSAGE_CATCHERS, "receiveTask", *_MESSAGE_SENDERS):
         return f"message {owner_kind or 'event'}s are not supported"
-    if owner_kind == "startEvent" and etree.QName(owner.getparent()).localname != "process":
-        return "message start events of subprocesses are not supported yet"
+    if owner_kind == "startEvent" and not _starts_process_or_its_event_subprocess(owner):
+        return (
+            "message start events of subprocesses are not supported yet (event subprocesses at the process level are)"
+        )
     ref = element.get("messageRef")
     if not ref and local in ("receiveTask", "sendTask"):
         inner = element.xpath("./bpmn:messageEventDefinition/@messageRef", namespaces={"bpmn": BPMN_NS})
@@ -380,14 +382,25 @@ def _message_problem(root: etree._Element, element: etree._Element) -> str | Non
     return None
 
 
+def _starts_process_or_its_event_subprocess(start: etree._Element) -> bool:
+    """A start event of the process, or of an event subprocess of the process (bpmn/event_subprocesses.py
+    runs those; nested deeper, nothing would listen for them)."""
+    parent = start.getparent()
+    if parent is None:
+        return False
+    if etree.QName(parent).localname == "process":
+        return True
+    grandparent = parent.getparent()
+    return in_event_subprocess(start) and grandparent is not None and etree.QName(grandparent).localname == "process"
+
+
 def _signal_problem(root: etree._Element, element: etree._Element) -> str | None:
     """Why a signal element cannot run here, or None."""
     owner = element.getparent()
     if owner is None or etree.QName(owner).localname not in (*_MESSAGE_CATCHERS, "intermediateThrowEvent", "endEvent"):
         return "a signal event definition belongs to a start, intermediate, boundary or end event"
-    if etree.QName(owner).localname == "startEvent" and etree.QName(owner.getparent()).localname != "process":
-        # SpiffWorkflow starts such an event subprocess but never interrupts the flow it should interrupt
-        return "signal start events of (event) subprocesses are not supported yet"
+    if etree.QName(owner).localname == "startEvent" and not _starts_process_or_its_event_subprocess(owner):
+        return "signal start events of subprocesses are not supported yet (event subprocesses at the process level are)"
     ref = element.get("signalRef")
     found = root.xpath("//bpmn:signal[@id=$id]", namespaces={"bpmn": BPMN_NS}, id=ref or "")
     if not ref or not found or not (found[0].get("name") or "").strip():

@@ -11,13 +11,24 @@ never ended. A worker that had triggered one replayed a history differently from
 Here every event subprocess is linked once, when the definition is parsed, and the start task no
 longer predicts them: an event subprocess runs only when triggered, and the process's end waits
 for it and takes its data, in the first instance as in the thousandth.
+
+Message and signal event subprocesses (at the process level) listen while their process runs, as in
+Camunda: `listening` lists them, the engine publishes each as a subscription, and `start` triggers
+one for a message or signal that came. A non-interrupting one listens on after it started (each
+event its own run beside the flow); once an interrupting one started, none listens any more (the
+rest of the process was ended). Spiff would trigger one for any event of that name handed to its
+event manager; messages never go there (bpmn/messages.py) and signals are handed over here first
+(bpmn/signals.py `catch`), so every start goes through these rules.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.control import BpmnStartTask
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -43,6 +54,76 @@ class StableStartTask(BpmnStartTask):
             _interrupt(my_task.workflow, child)
         spec._update(child)
         return child.id
+
+
+@dataclass(frozen=True)
+class EventStart:
+    """An event subprocess a message or signal can start now."""
+
+    id: str  # "<root task id>/<n>": unique among every instance's subscriptions, stable in this one
+    spec_name: str  # the event subprocess (a key of the process's trigger specs)
+    element_id: str  # its start event
+    definition: Any  # a MessageEventDefinition or a signal's
+    interrupting: bool
+    root: Task  # the instance's root task (never cut from the tree): what the subscription hangs on
+
+
+def listening(workflow: Any) -> list[EventStart]:
+    """The message and signal event subprocesses of the process that an event would start now:
+    while the process runs and no interrupting event subprocess has started."""
+    top = workflow.top_workflow
+    start = top.spec.start
+    if top.completed or not isinstance(start, StableStartTask) or interrupted(top):
+        return []
+    found: list[EventStart] = []
+    for name in start.trigger_specs:
+        for event_start in getattr(top.subprocess_specs.get(name), "bpmn_start_events", None) or []:
+            definition = event_start.event_definition
+            if isinstance(definition, MessageEventDefinition | SignalEventDefinition):
+                found.append(
+                    EventStart(
+                        id=f"{top.task_tree.id}/{len(found)}",
+                        spec_name=name,
+                        element_id=event_start.bpmn_id,
+                        definition=definition,
+                        interrupting=bool(getattr(event_start, "interrupting", False)),
+                        root=top.task_tree,
+                    )
+                )
+    return found
+
+
+def is_start_id(subscription_id: str) -> bool:
+    """Whether a subscription id is an event subprocess's (`EventStart.id`), not a waiting task's."""
+    return "/" in subscription_id
+
+
+def interrupted(workflow: Any) -> bool:
+    """Whether an interrupting event subprocess has started in the process (it then runs alone)."""
+    top = workflow.top_workflow
+    return any(
+        getattr(task, "triggered", False)
+        and not task.has_state(TaskState.CANCELLED)
+        and _interrupting(top, task.task_spec.name)
+        for task in top.task_tree.children
+    )
+
+
+def start(workflow: Any, event_start: EventStart) -> Task:
+    """Start the event subprocess: its start event, waiting for the engine to hand it the event."""
+    top = workflow.top_workflow
+    child_id = top.spec.start.trigger_wf(top.task_tree, event_start.spec_name)
+    subprocess = top.subprocesses[child_id]
+    return next(
+        task
+        for task in subprocess.get_tasks(state=TaskState.WAITING)
+        if getattr(task.task_spec, "bpmn_id", None) == event_start.element_id
+    )
+
+
+def current_data(workflow: Any) -> dict[str, Any]:
+    """The process's data as it is now (what a correlation key of an event subprocess reads)."""
+    return _current_data(workflow.top_workflow)
 
 
 def _current_data(workflow: Any) -> dict[str, Any]:

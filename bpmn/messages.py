@@ -26,6 +26,8 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
+from bpmn import event_subprocesses
+from bpmn.event_subprocesses import EventStart
 from bpmn.parser import ProcessSpec
 
 # Tasks the engine runs before the start events exist (BpmnStartTask, StartEventSplit).
@@ -41,10 +43,15 @@ class MessageWait:
     # An event-based gateway waits for several events in one task: which of its definitions this is
     # (None for a plain catch event, receive task or boundary event).
     index: int | None = None
+    # A message event subprocess listening: no task waits (it starts when the message comes)
+    event_start: EventStart | None = None
 
     @property
     def id(self) -> str:
-        """The subscription's id: the task's, plus the event's index for a gateway's events."""
+        """The subscription's id: the task's, plus the event's index for a gateway's events; an event
+        subprocess's own (`EventStart.id`)."""
+        if self.event_start is not None:
+            return self.event_start.id
         return str(self.task.id) if self.index is None else f"{self.task.id}:{self.index}"
 
 
@@ -65,8 +72,9 @@ def annotate(specs: list[Any], correlation_keys: dict[str, str]) -> None:
 
 
 def waiting(workflow: BpmnWorkflow) -> list[MessageWait]:
-    """Elements waiting for a message, in the order they started waiting (start events excluded).
-    An event-based gateway's message events are named by the catch event that follows it."""
+    """Elements waiting for a message, in the order they started waiting (start events excluded),
+    then the message event subprocesses listening. An event-based gateway's message events are named
+    by the catch event that follows it."""
     found = []
     for task in workflow.event_manager.tasks.values():
         if isinstance(task.task_spec, StartEvent) or not task.has_state(TaskState.WAITING):
@@ -75,6 +83,13 @@ def waiting(workflow: BpmnWorkflow) -> list[MessageWait]:
             key_expression = getattr(definition, "correlation_key_expression", None)
             element_id = task.task_spec.bpmn_id if index is None else task.task_spec.outputs[index].bpmn_id
             found.append(MessageWait(task, element_id, definition.name, key_expression, index))
+    for listener in event_subprocesses.listening(workflow):
+        if isinstance(listener.definition, MessageEventDefinition):
+            key_expression = getattr(listener.definition, "correlation_key_expression", None)
+            found.append(
+                MessageWait(listener.root, listener.element_id, listener.definition.name, key_expression,
+                            event_start=listener)
+            )  # fmt: skip
     return found
 
 
@@ -82,7 +97,11 @@ def correlation_value(wait: MessageWait) -> str | None:
     """The subscription's key: the expression's value as text (None when there is no expression)."""
     if wait.key_expression is None:
         return None
-    value = wait.task.workflow.script_engine.evaluate(wait.task, wait.key_expression)
+    engine = wait.task.workflow.script_engine
+    if wait.event_start is not None:  # over the process's data as it is when it starts listening
+        value = engine.environment.evaluate(wait.key_expression, event_subprocesses.current_data(wait.task.workflow))
+    else:
+        value = engine.evaluate(wait.task, wait.key_expression)
     if value is None:
         return None
     if isinstance(value, bool | int | float | str):

@@ -27,7 +27,8 @@ from SpiffWorkflow.spiff.specs.event_definitions import SignalEventDefinition as
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-from bpmn import messages
+from bpmn import event_subprocesses, messages
+from bpmn.event_subprocesses import EventStart
 
 
 class PlatformSignalEventDefinition(SpiffSignalEventDefinition):
@@ -37,7 +38,7 @@ class PlatformSignalEventDefinition(SpiffSignalEventDefinition):
             payload = my_task.workflow.script_engine.evaluate(my_task, self.expression)
         top = my_task.workflow.top_workflow
         # this instance's catchers now; none is no error: a signal is not kept for later
-        top.event_manager.catch(BpmnEvent(self, payload=deepcopy(payload)), internal=False)
+        catch(top, BpmnEvent(self, payload=deepcopy(payload)))
         thrown = BpmnEvent(self, payload=payload)
         thrown.element_id = my_task.task_spec.bpmn_id
         top.bpmn_events.append(thrown)
@@ -76,9 +77,12 @@ class SignalWait:
     element_id: str
     name: str
     index: int | None = None  # which of an event-based gateway's events
+    event_start: EventStart | None = None  # a signal event subprocess listening (no task waits)
 
     @property
     def id(self) -> str:
+        if self.event_start is not None:
+            return self.event_start.id
         return str(self.task.id) if self.index is None else f"{self.task.id}:{self.index}"
 
 
@@ -99,15 +103,42 @@ def waiting(workflow: BpmnWorkflow) -> list[SignalWait]:
                 if isinstance(inner, PlatformSignalEventDefinition):
                     element_id = task.task_spec.outputs[index].bpmn_id
                     found.append(SignalWait(task, element_id, inner.name, index))
+    for listener in event_subprocesses.listening(workflow):
+        if isinstance(listener.definition, PlatformSignalEventDefinition):
+            found.append(SignalWait(listener.root, listener.element_id, listener.definition.name,
+                                    event_start=listener))  # fmt: skip
     return found
+
+
+def catch(workflow: BpmnWorkflow, event: BpmnEvent) -> None:
+    """Hand a signal to the instance: first it starts the signal event subprocesses listening for it
+    (bpmn/event_subprocesses.py: after an interrupting one, none listens), then every element waiting
+    for it catches it, the new event subprocesses' start events among them.
+
+    Spiff's event manager did both, but would start an event subprocess whatever the process's state;
+    the order (starts, then catchers) is Spiff's."""
+    top = workflow.top_workflow
+    name = event.event_definition.name
+    started: set[str] = set()
+    while True:  # listening again after each start: after an interrupting one, none is
+        listener = next(
+            (s for s in event_subprocesses.listening(top) if s.definition.name == name and s.id not in started), None
+        )
+        if listener is None:
+            break
+        event_subprocesses.start(top, listener)
+        started.add(listener.id)
+    catchers = [t for t in top.event_manager.tasks.values() if t.task_spec.catches(t, event)]
+    for task in catchers:
+        task.task_spec.catch(task, event)
+        task.task_spec._update(task)
 
 
 def deliver(workflow: BpmnWorkflow, name: str, payload: Any) -> list[str]:
     """Hand the signal `name` to every element of the instance waiting for it; their element ids."""
     reached = [w.element_id for w in waiting(workflow) if w.name == name]
     if reached:
-        event = BpmnEvent(PlatformSignalEventDefinition(name), payload=deepcopy(payload))
-        workflow.event_manager.catch(event, internal=False)
+        catch(workflow, BpmnEvent(PlatformSignalEventDefinition(name), payload=deepcopy(payload)))
     return reached
 
 

@@ -90,6 +90,7 @@ SUPPORTED_FEATURES = frozenset(
         "escalation_boundary", "transaction", "cancel", "payload", "timer_boundary_noninterrupting",
         "timer_cycle", "conditional", "signal", "int_throw", "message", "message_boundary",
         "message_boundary_noninterrupting", "event_gw", "multiple_event", "parallel_multiple_event",
+        "event_subprocess",
         # exporter tags: each exporter's cases are judged by their elements
         "camunda", "signavio", "bizagi", "yaoqiang",
     }
@@ -102,7 +103,6 @@ UNSUPPORTED_FEATURES = {
     "send_task": "send tasks publish to other participants, which the case driver does not run "
     "(tests/test_message_send.py covers them)",
     "correlation": "Spiff correlation properties are refused by the deployer",
-    "event_subprocess": "the event subprocesses here are started by messages the driver does not send",
     "timer_start": "a timer start event starts its process through a Temporal Schedule, not by the case "
     "driver's start (tests/test_timer_start.py covers them)",
     "data_store": "data stores are not executed",

@@ -389,6 +389,19 @@ def corpus() -> dict[str, etree._Element]:
     return models
 
 
+def decision_tables(source: str, models: dict[str, etree._Element]) -> list[tuple[str, bytes]]:
+    """The DMN files deployed beside a model, as its own tests deploy them: those whose decisions it
+    calls (without them every mutant of the model is refused for the missing table, whatever else the
+    mutation broke)."""
+    text = etree.tostring(models[source]).decode()
+    tables = []
+    for path in sorted([*EXAMPLES.glob("*.dmn"), *DATA.glob("*.dmn")]):
+        decisions = etree.fromstring(path.read_bytes()).xpath("//*[local-name()='decision']/@id")
+        if any(f'"{decision}"' in text or f">{decision}<" in text for decision in decisions):
+            tables.append((path.name, path.read_bytes()))
+    return tables
+
+
 def make_mutant(number: int, models: dict[str, etree._Element]) -> Mutant:
     rng = random.Random(f"{SEED}:{number}")
     source = rng.choice(sorted(models))
@@ -566,6 +579,8 @@ async def test_mutated_models_get_precise_answers_and_what_deploys_runs(
                 break
             mutant = make_mutant(number, models)
             files = [("files", ("mutant.bpmn", mutant.content, "application/xml"))]
+            tables = decision_tables(mutant.source, models)
+            files += [("files", (name, table, "application/xml")) for name, table in tables]
             sent = time.perf_counter()
             try:
                 response = await api.post("/deployments", files=files)

@@ -40,6 +40,8 @@ async def test_stored_history_replays(path: Path) -> None:
 REQUIRED_ELEMENTS = {
     "startEvent:none", "startEvent:message", "startEvent:signal", "startEvent:timer", "startEvent:multiple",
     "eventSubProcess:error", "eventSubProcess:escalation", "eventSubProcess:escalation:noninterrupting",
+    "eventSubProcess:message", "eventSubProcess:message:noninterrupting", "eventSubProcess:signal",
+    "eventSubProcess:signal:noninterrupting",
     "intermediateCatchEvent:timer", "intermediateCatchEvent:message", "intermediateCatchEvent:signal",
     "intermediateCatchEvent:conditional", "intermediateThrowEvent:signal", "intermediateThrowEvent:message",
     "intermediateThrowEvent:escalation",

@@ -179,21 +179,31 @@ async def test_models_whose_signals_cannot_run_are_refused(api: httpx.AsyncClien
     assert error["element_id"] == "wait" and "open" in error["message"], error
 
 
-async def test_a_signal_start_event_of_an_event_subprocess_is_refused(api: httpx.AsyncClient) -> None:
-    # SpiffWorkflow would start the event subprocess without interrupting the flow it interrupts
-    xml = (DATA / "signals.bpmn").read_text()
+async def test_a_signal_start_event_of_an_event_subprocess_inside_a_subprocess_is_refused(
+    api: httpx.AsyncClient,
+) -> None:
+    # event subprocesses listen at the process level (tests/test_event_subprocess_events.py); nested
+    # in a subprocess, nothing would listen for them
+    xml = (DATA / "event_subprocess_events.bpmn").read_text()
     nested = xml.replace(
-        '<bpmn:endEvent id="end_i"><bpmn:incoming>i6</bpmn:incoming></bpmn:endEvent>',
-        '<bpmn:endEvent id="end_i"><bpmn:incoming>i6</bpmn:incoming></bpmn:endEvent>'
+        '<bpmn:userTask id="pack" name="Pack the order"><bpmn:incoming>f1</bpmn:incoming>'
+        "<bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>",
+        '<bpmn:subProcess id="pack"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
+        '<bpmn:startEvent id="ps"><bpmn:outgoing>pf</bpmn:outgoing></bpmn:startEvent>'
+        '<bpmn:sequenceFlow id="pf" sourceRef="ps" targetRef="pe" />'
+        '<bpmn:endEvent id="pe"><bpmn:incoming>pf</bpmn:incoming></bpmn:endEvent>'
         '<bpmn:subProcess id="on_abort" triggeredByEvent="true"><bpmn:startEvent id="abort_start">'
-        '<bpmn:outgoing>a1</bpmn:outgoing><bpmn:signalEventDefinition signalRef="sig_go" /></bpmn:startEvent>'
+        '<bpmn:outgoing>a1</bpmn:outgoing><bpmn:signalEventDefinition signalRef="s_recall" /></bpmn:startEvent>'
         '<bpmn:sequenceFlow id="a1" sourceRef="abort_start" targetRef="abort_end" />'
-        '<bpmn:endEvent id="abort_end"><bpmn:incoming>a1</bpmn:incoming></bpmn:endEvent></bpmn:subProcess>',
+        '<bpmn:endEvent id="abort_end"><bpmn:incoming>a1</bpmn:incoming></bpmn:endEvent></bpmn:subProcess>'
+        "</bpmn:subProcess>",
     )
+    assert nested != xml
     refused = await deploy_text(api, "nested.bpmn", nested)
     assert refused.status_code == 422, refused.text
     [error] = refused.json()["detail"]
-    assert error["element_id"] == "abort_start" and "event) subprocesses are not supported" in error["message"]
+    assert error["element_id"] == "abort_start", error
+    assert "signal start events of subprocesses are not supported" in error["message"], error
 
 
 async def test_a_signal_races_a_timer_at_an_event_based_gateway(api: httpx.AsyncClient) -> None:

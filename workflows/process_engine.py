@@ -36,6 +36,7 @@ from bpmn import (
     boundary_rearm,
     call_activities,
     decisions,
+    event_subprocesses,
     forms,
     human_tasks,
     messages,
@@ -427,6 +428,9 @@ class ProcessEngine:
             self._record("variables.set", actor=actor, data={"variables": variables})
             runtime.set_variables(self._bw, variables)
             return
+        if kind == "message" and event_subprocesses.is_start_id(task_id):
+            self._message_starts_event_subprocess(task_id, payload)
+            return
         task = runtime.task_by_id(self._bw, task_id)
         if task is None:
             return
@@ -479,6 +483,19 @@ class ProcessEngine:
             task.set_data(**variables)
             task.run()
             self._close(task_id, "completed", actor)
+
+    def _message_starts_event_subprocess(self, subscription_id: str, payload: Any) -> None:
+        variables, actor, name, key = payload
+        listeners = event_subprocesses.listening(self._bw)
+        listener = next((s for s in listeners if s.id == subscription_id and s.definition.name == name), None)
+        self._delivered[subscription_id] = listener is not None
+        if listener is None:
+            return  # it stopped listening meanwhile (the process ended, or was interrupted): the sender is told
+        self._record("message.received", element_id=listener.element_id, actor=actor,
+                     data={"name": name, "correlation_key": key, "variables": variables})  # fmt: skip
+        started = event_subprocesses.start(self._bw, listener)
+        self._details[str(started.id)] = (actor, {"message": name, "variables": variables})
+        messages.deliver(started, variables)
 
     def _reconcile_activities(self) -> None:
         started = {str(t.id): t for t in runtime.started_external_tasks(self._bw)}  # call activities too
