@@ -44,6 +44,7 @@ from bpmn import (
     messages,
     model_code,
     signals,
+    timer_event_subprocesses,
 )
 from bpmn.operators import UnknownOperatorError, registry
 from bpmn.parser import AIMatrixParser, ProcessSpec, in_event_subprocess
@@ -279,9 +280,11 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
             local == "timerEventDefinition"
             and parent is not None
             and etree.QName(parent).localname == "startEvent"
-            and etree.QName(parent.getparent()).localname != "process"
+            and not _starts_process_or_its_event_subprocess(parent)
         ):
-            message = "timer start events of subprocesses are not supported yet"
+            message = (
+                "timer start events of subprocesses are not supported yet (event subprocesses at the process level are)"
+            )
         if (
             local == "conditionalEventDefinition"
             and parent is not None
@@ -305,6 +308,11 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
                 )
         if local == "startEvent" and len(_start_definitions(element)) > 1:
             message = message or _multiple_start_problem(element)
+            if in_event_subprocess(element):
+                # bpmn/event_subprocesses.py listens for one event per event subprocess: it would never start
+                message = message or (
+                    "multiple start events of event subprocesses are not supported: draw one event subprocess per event"
+                )
         if local == "process" and not (element.get("id") or "").strip():
             # the process id is the definition's key: without one the store failed with a 500
             message = "a process needs an id: it is the key the definition is deployed and started by"
@@ -970,6 +978,7 @@ def _specs_for(parser: AIMatrixParser, process_id: str, form_ids: dict[str, str]
     # for instances whose history ran calls as Spiff subprocesses.
     found = parser.get_subprocess_specs(process_id, require_call_activity_specs=False)
     subprocess_specs = {name: spec for name, spec in found.items() if spec is not None}
+    timer_event_subprocesses.listen_for_timers([spec, *subprocess_specs.values()], subprocess_specs)
     event_subprocesses.stabilize([spec, *subprocess_specs.values()])
     quote_iso_timers([spec, *subprocess_specs.values()])
     if parser.feel:

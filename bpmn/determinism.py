@@ -58,6 +58,11 @@ class _Clock:
         return value
 
 
+def now_utc() -> datetime:
+    """Now, in UTC: Temporal's time inside a workflow, the real clock outside (tests, validation)."""
+    return _now(UTC)
+
+
 class _DatetimeMeta(type):
     # Spiff's timer module uses `datetime` as a class: isinstance checks and class methods must
     # keep working against real datetime objects, only `now` changes.

@@ -12,8 +12,8 @@ Here every event subprocess is linked once, when the definition is parsed, and t
 longer predicts them: an event subprocess runs only when triggered, and the process's end waits
 for it and takes its data, in the first instance as in the thousandth.
 
-Message and signal event subprocesses (at the process level) listen while their process runs, as in
-Camunda: `listening` lists them, the engine publishes each as a subscription, and `start` triggers
+Message, signal and timer event subprocesses (at the process level) listen while their process runs,
+as in Camunda: `listening` lists them, the engine publishes each as a subscription, and `start` triggers
 one for a message or signal that came. A non-interrupting one listens on after it started (each
 event its own run beside the flow); once an interrupting one started, none listens any more (the
 rest of the process was ended). Spiff would trigger one for any event of that name handed to its
@@ -29,8 +29,13 @@ from typing import Any
 from SpiffWorkflow.bpmn.specs.control import BpmnStartTask
 from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
+
+# attribute of the top workflow: an event subprocess starts with the process's data as it is now; False
+# replays histories from before, where variables changed since the start had their start values
+CURRENT_DATA = "aimatrix_event_subprocess_current_data"
 
 
 class StableStartTask(BpmnStartTask):
@@ -48,11 +53,20 @@ class StableStartTask(BpmnStartTask):
         child = my_task._add_child(spec, TaskState.FUTURE)
         child.triggered = True
         # the process's data as it is now (Spiff's child would start with the data the process started with)
-        child.set_data(**_current_data(my_task.workflow))
+        current = _current_data(my_task.workflow)
+        child.set_data(**current)
         spec._predict(child, mask=TaskState.FUTURE)
         if _interrupting(my_task.workflow, spec_name):
             _interrupt(my_task.workflow, child)
         spec._update(child)
+        if getattr(my_task.workflow.top_workflow, CURRENT_DATA, False):
+            # `_update` merged the root's data (what the process started with) over it, and the new
+            # subprocess's first tasks took that: a variable changed since the start went back to
+            # its start value. Lay the data as it is now over them again.
+            subprocess = my_task.workflow.top_workflow.subprocesses.get(child.id)
+            for task in [child, *(subprocess.get_tasks() if subprocess is not None else [])]:
+                if not task.has_state(TaskState.PREDICTED_MASK):
+                    task.set_data(**current)
         return child.id
 
 
@@ -63,13 +77,14 @@ class EventStart:
     id: str  # "<root task id>/<n>": unique among every instance's subscriptions, stable in this one
     spec_name: str  # the event subprocess (a key of the process's trigger specs)
     element_id: str  # its start event
-    definition: Any  # a MessageEventDefinition or a signal's
+    definition: Any  # a MessageEventDefinition, a signal's or a timer's
     interrupting: bool
     root: Task  # the instance's root task (never cut from the tree): what the subscription hangs on
 
 
 def listening(workflow: Any) -> list[EventStart]:
-    """The message and signal event subprocesses of the process that an event would start now:
+    """The message, signal and timer event subprocesses of the process that an event would start now
+    (bpmn/timer_event_subprocesses.py starts the timer ones):
     while the process runs and no interrupting event subprocess has started."""
     top = workflow.top_workflow
     start = top.spec.start
@@ -79,7 +94,7 @@ def listening(workflow: Any) -> list[EventStart]:
     for name in start.trigger_specs:
         for event_start in getattr(top.subprocess_specs.get(name), "bpmn_start_events", None) or []:
             definition = event_start.event_definition
-            if isinstance(definition, MessageEventDefinition | SignalEventDefinition):
+            if isinstance(definition, MessageEventDefinition | SignalEventDefinition | TimerEventDefinition):
                 found.append(
                     EventStart(
                         id=f"{top.task_tree.id}/{len(found)}",

@@ -198,6 +198,12 @@ def start_by(workflow: BpmnWorkflow, chosen: Callable[[Any, Any], bool]) -> bool
     for other in starts:
         if other is not target:
             other.cancel()
+    fire_start_event(target, definition)
+    return True
+
+
+def fire_start_event(target: Task, definition: Any) -> None:
+    """Fire a waiting start event on `definition`, one of its events, as if that event had come."""
     if isinstance(target.task_spec.event_definition, CycleTimerEventDefinition):
         # A cycle timer adds its outgoing path once per cycle (its `update_task`) and leaves by no
         # path of its own: the schedule that fired it does the cycling, so add the path this once.
@@ -211,4 +217,3 @@ def start_by(workflow: BpmnWorkflow, chosen: Callable[[Any, Any], bool]) -> bool
     else:
         target._set_internal_data(event_fired=True)
     target.task_spec._update(target)
-    return True

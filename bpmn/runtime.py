@@ -31,7 +31,14 @@ from SpiffWorkflow.spiff.specs.event_definitions import EscalationEventDefinitio
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-from bpmn import boundary_rearm, call_activities, ordered_outputs, pruning
+from bpmn import (
+    boundary_rearm,
+    call_activities,
+    event_subprocesses,
+    ordered_outputs,
+    pruning,
+    timer_event_subprocesses,
+)
 from bpmn.definitions import timer_definitions
 from bpmn.parser import ProcessSpec
 from bpmn.script_engine import RestrictedScriptEngine
@@ -59,6 +66,7 @@ def new_workflow(
     workflow = BpmnWorkflow(process.spec, process.subprocess_specs, script_engine=engine)
     setattr(workflow, ordered_outputs.ORDERED, True)  # the engine turns it off for older histories
     setattr(workflow, boundary_rearm.REARM, True)  # so too here
+    setattr(workflow, event_subprocesses.CURRENT_DATA, True)  # and here
     if variables:
         workflow.get_tasks(state=TaskState.READY)[0].set_data(**variables)
     return workflow
@@ -121,6 +129,9 @@ def run_pass(
             raise _PassFull  # out of Spiff's loop, between two tasks: the next pass goes on from here
 
     while True:
+        # timer event subprocesses: armed when the process first passes here, started once due
+        timer_event_subprocesses.arm(workflow)
+        timer_event_subprocesses.fire_due(workflow)
         try:
             workflow.do_engine_steps(did_complete_task=after_task)
         except _PassFull:
@@ -204,6 +215,9 @@ def next_timer_deadline(workflow: BpmnWorkflow) -> datetime | None:
             deadline = _deadline(task, timer)
             if deadline is not None:
                 deadlines.append(deadline)
+    event_subprocess_due = timer_event_subprocesses.deadline(workflow)
+    if event_subprocess_due is not None:
+        deadlines.append(event_subprocess_due)
     return min(deadlines) if deadlines else None
 
 

@@ -9,7 +9,9 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
+from bpmn.definitions import ModelValidationError, validate_upload
 from tests.helpers import DATA, completed_history, deploy, start, take_and_complete, wait_for, wait_for_tasks
 
 MODEL = DATA / "event_subprocess_events.bpmn"
@@ -109,3 +111,45 @@ async def test_an_interrupting_signal_event_subprocess_ends_what_runs_beside_it_
     assert done["variables"]["quarantined"] is True and done["variables"]["lot"] == 7, done
     assert not {"pack", "relabel", "shipped"} & set(done["completed"]), done
     assert (await api.get("/tasks", params={"instance_id": instance})).json() == []
+
+
+def _refusal(xml: str) -> list[tuple[str | None, str]]:
+    with pytest.raises(ModelValidationError) as refused:
+        validate_upload({"m.bpmn": xml.encode()})
+    return [(e.element_id, e.message) for e in refused.value.errors]
+
+
+@pytest.mark.backend_free
+def test_event_subprocesses_nothing_would_start_are_refused_naming_their_start_event() -> None:
+    xml = MODEL.read_text()
+    # nested in a subprocess, nothing listens for them (the process level does)
+    packing = (
+        '<bpmn:subProcess id="pack"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
+        '<bpmn:startEvent id="ps"><bpmn:outgoing>pf</bpmn:outgoing></bpmn:startEvent>'
+        '<bpmn:sequenceFlow id="pf" sourceRef="ps" targetRef="pe" />'
+        '<bpmn:endEvent id="pe"><bpmn:incoming>pf</bpmn:incoming></bpmn:endEvent>'
+        '<bpmn:subProcess id="inner" triggeredByEvent="true"><bpmn:startEvent id="inner_start">'
+        "<bpmn:outgoing>i1</bpmn:outgoing>{definition}</bpmn:startEvent>"
+        '<bpmn:sequenceFlow id="i1" sourceRef="inner_start" targetRef="inner_end" />'
+        '<bpmn:endEvent id="inner_end"><bpmn:incoming>i1</bpmn:incoming></bpmn:endEvent></bpmn:subProcess>'
+        "</bpmn:subProcess>"
+    )
+    task = (
+        '<bpmn:userTask id="pack" name="Pack the order"><bpmn:incoming>f1</bpmn:incoming>'
+        "<bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>"
+    )
+    assert task in xml
+    for definition, kind in (
+        ('<bpmn:messageEventDefinition messageRef="m_cancel" />', "message"),
+        ('<bpmn:signalEventDefinition signalRef="s_recall" />', "signal"),
+        ("<bpmn:timerEventDefinition><bpmn:timeDuration>PT1H</bpmn:timeDuration></bpmn:timerEventDefinition>", "timer"),
+    ):
+        [(element, message)] = _refusal(xml.replace(task, packing.format(definition=definition)))
+        assert element == "inner_start" and f"{kind} start events of subprocesses are not supported" in message
+    # one event subprocess listens for one event
+    either = xml.replace(
+        '<bpmn:messageEventDefinition messageRef="m_cancel" />',
+        '<bpmn:messageEventDefinition messageRef="m_cancel" /><bpmn:signalEventDefinition signalRef="s_recall" />',
+    )
+    [(element, message)] = _refusal(either)
+    assert element == "cancelled" and "multiple start events of event subprocesses" in message

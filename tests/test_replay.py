@@ -41,7 +41,7 @@ REQUIRED_ELEMENTS = {
     "startEvent:none", "startEvent:message", "startEvent:signal", "startEvent:timer", "startEvent:multiple",
     "eventSubProcess:error", "eventSubProcess:escalation", "eventSubProcess:escalation:noninterrupting",
     "eventSubProcess:message", "eventSubProcess:message:noninterrupting", "eventSubProcess:signal",
-    "eventSubProcess:signal:noninterrupting",
+    "eventSubProcess:signal:noninterrupting", "eventSubProcess:timer", "eventSubProcess:timer:noninterrupting",
     "intermediateCatchEvent:timer", "intermediateCatchEvent:message", "intermediateCatchEvent:signal",
     "intermediateCatchEvent:conditional", "intermediateThrowEvent:signal", "intermediateThrowEvent:message",
     "intermediateThrowEvent:escalation",

@@ -77,14 +77,18 @@ async def skipping(session_factory: sessionmaker[Session]) -> AsyncIterator[tupl
     await env.shutdown()
 
 
-async def _start(env: WorkflowEnvironment, queue: str, key: str, variables: dict[str, Any]) -> WorkflowHandle:
-    handle = await _start_on(env.client, queue, key, variables)
+async def _start(
+    env: WorkflowEnvironment, queue: str, key: str, variables: dict[str, Any], model: str = "timers.bpmn"
+) -> WorkflowHandle:
+    handle = await _start_on(env.client, queue, key, variables, model)
     skipped_ids.add(handle.id)
     return handle
 
 
-async def _start_on(client: Client, queue: str, key: str, variables: dict[str, Any]) -> WorkflowHandle:
-    [definition] = [d for d in validate_upload({"timers.bpmn": (DATA / "timers.bpmn").read_bytes()}) if d.key == key]
+async def _start_on(
+    client: Client, queue: str, key: str, variables: dict[str, Any], model: str = "timers.bpmn"
+) -> WorkflowHandle:
+    [definition] = [d for d in validate_upload({model: (DATA / model).read_bytes()}) if d.key == key]
     instance_id = str(uuid.uuid4())
     handle = await client.start_workflow(
         ProcessWorkflow.run,
@@ -227,3 +231,56 @@ async def test_a_three_day_escalation_reassigns_the_task(
         ("task.claimed", "bob"),
         ("task.escalated", None),
     ]
+
+
+async def _state_when(handle: WorkflowHandle, done: Any) -> ProcessState:
+    for _ in range(200):
+        state: ProcessState = await handle.query(STATE_QUERY, result_type=ProcessState)
+        if done(state):
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.id} never got there: {state}")
+
+
+async def test_timer_event_subprocesses_remind_each_day_then_take_over_at_the_sla(
+    skipping: tuple[WorkflowEnvironment, str],
+) -> None:
+    """tests/data/event_subprocess_timers.bpmn: a non-interrupting cycle (R2/P1D) reminds beside the
+    open review; the interrupting duration (the `sla` variable) ends the review and opens the
+    supervisor's task in its place. Both count from the process's start."""
+    env, queue = skipping
+    model = "event_subprocess_timers.bpmn"
+    handle = await _start(env, queue, "claim_review", {"sla": "P3D", "reminders": 0}, model)
+    [review] = (await _wait_for_open_task(handle, "review")).open_tasks
+    await env.sleep(timedelta(days=1, minutes=1))
+    state = await _state_when(handle, lambda s: s.variables.get("reminders") == 1)
+    assert [t.element_id for t in state.open_tasks] == ["review"], state  # a reminder, not an interruption
+    await env.sleep(timedelta(days=1))
+    await _state_when(handle, lambda s: s.variables.get("reminders") == 2)
+    await env.sleep(timedelta(days=1))  # day 3: the SLA
+    [supervise] = (await _wait_for_open_task(handle, "supervise")).open_tasks
+    with pytest.raises(WorkflowUpdateFailedError):  # the review was ended
+        await handle.execute_update(COMPLETE_TASK_UPDATE, CompleteTaskInput(review.id, {}, "alice"))
+    await env.sleep(timedelta(days=2))  # the cycle is spent (two reminders): nothing more fires
+    await handle.execute_update(COMPLETE_TASK_UPDATE, CompleteTaskInput(supervise.id, {"approved": False}, "boss"))
+    result: ProcessResult = await handle.result()
+    assert result.variables == {"sla": "P3D", "reminders": 2, "approved": False}, result.variables
+    assert {"every_day", "remind", "on_day", "sla_missed", "supervise", "on_sla"} <= set(result.completed)
+    assert "review" not in result.completed and "reviewed" not in result.completed
+
+
+async def test_a_review_in_time_ends_the_process_and_its_timer_event_subprocesses(
+    skipping: tuple[WorkflowEnvironment, str],
+) -> None:
+    env, queue = skipping
+    model = "event_subprocess_timers.bpmn"
+    handle = await _start(env, queue, "claim_review", {"sla": "P3D", "reminders": 0}, model)
+    [review] = (await _wait_for_open_task(handle, "review")).open_tasks
+    await handle.execute_update(COMPLETE_TASK_UPDATE, CompleteTaskInput(review.id, {}, "alice"))
+    result: ProcessResult = await handle.result()
+    assert result.completed == ["start", "review", "reviewed"], result.completed
+    assert result.variables == {"sla": "P3D", "reminders": 0}
+    # it ended at once: no timer of its event subprocesses fired (the time-skipping server's clock
+    # jumps while a result is awaited, so elapsed time says nothing here)
+    events = [e async for e in handle.fetch_history_events()]
+    assert not any(e.HasField("timer_fired_event_attributes") for e in events)

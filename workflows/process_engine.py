@@ -119,6 +119,7 @@ _DECISIONS_PATCH = "decision-hit-policies"
 _BOUNDED_PATCH = "bounded-engine-passes"
 _SIZE_PATCH = "history-size-budget"
 _REARM_PATCH = "rearm-non-interrupting-boundaries"
+_ESP_DATA_PATCH = "event-subprocess-current-data"
 # Tasks one engine pass runs before it ends the workflow task and goes on in the next: a loop that
 # never leaves the workflow (gateways, business rule tasks) would otherwise hold one workflow task
 # past Temporal's deadlock detector (2 s), and the instance would fail every workflow task for good.
@@ -221,6 +222,9 @@ class ProcessEngine:
         # A non-interrupting message, signal or escalation boundary event catches each event while its
         # activity runs; histories from before caught one (SpiffWorkflow's) and replay so.
         setattr(self._bw, boundary_rearm.REARM, workflow.patched(_REARM_PATCH))
+        # An event subprocess starts with the process's variables as they are; histories from before
+        # started it with those changed since the process started at their start values.
+        setattr(self._bw, event_subprocesses.CURRENT_DATA, workflow.patched(_ESP_DATA_PATCH))
         setattr(self._bw, decisions.DECIDED, self._details)  # a decision's audit entry, as other tasks' details
         # Histories recorded before passes were bounded ran each pass to its end, and replay so.
         self._pass_steps = PASS_STEPS if workflow.patched(_BOUNDED_PATCH) else None
