@@ -1089,7 +1089,8 @@ class ProcessEngine:
 
     async def deliver_message(self, inp: DeliverMessageInput) -> DeliverMessageResult:
         subscription = self.check_message(inp)
-        del self._subscriptions[subscription.task_id]  # before yielding: one message per subscription
+        if not self._listens_on(subscription.task_id):
+            del self._subscriptions[subscription.task_id]  # before yielding: one message per subscription
         # an event-based gateway's events share its task: "<task id>:<event index>"
         task_id, _, index = subscription.task_id.partition(":")
         payload: tuple[Any, ...] = (dict(inp.variables), inp.actor, inp.name, inp.correlation_key)
@@ -1104,6 +1105,13 @@ class ProcessEngine:
                 non_retryable=True,
             )
         return DeliverMessageResult(subscription.task_id, subscription.element_id, self._status)
+
+    def _listens_on(self, subscription_id: str) -> bool:
+        """A non-interrupting message event subprocess takes every message while its process runs:
+        its subscription stays (with the key it opened with) for the next one."""
+        if not event_subprocesses.is_start_id(subscription_id):
+            return False
+        return any(s.id == subscription_id and not s.interrupting for s in event_subprocesses.listening(self._bw))
 
     def check_message(self, inp: DeliverMessageInput) -> MessageSubscription:
         if self._status != "running":
