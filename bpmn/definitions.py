@@ -306,7 +306,13 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
                     "error and escalation event subprocesses run at the process level, not yet inside a "
                     "subprocess: catch the error or escalation with a boundary event on the subprocess"
                 )
-        if local == "startEvent" and len(_start_definitions(element)) > 1:
+        if local in ("intermediateThrowEvent", "endEvent") and len(_event_definitions(element)) > 1:
+            # SpiffWorkflow throws one of them: a message and a signal drawn on one event, one went unsent
+            message = message or (
+                "multiple throw events are not supported: draw one throw event per message or signal, "
+                "one after the other"
+            )
+        if local == "startEvent" and len(_event_definitions(element)) > 1:
             message = message or _multiple_start_problem(element)
             if in_event_subprocess(element):
                 # bpmn/event_subprocesses.py listens for one event per event subprocess: it would never start
@@ -323,10 +329,10 @@ def _unsupported_elements(name: str, root: etree._Element, errors: list[ModelErr
         errors.append(ModelError(name, element_id, element.sourceline, message))
 
 
-def _start_definitions(start: etree._Element) -> list[str]:
+def _event_definitions(element: etree._Element) -> list[str]:
     return [
         etree.QName(child).localname
-        for child in start
+        for child in element
         if isinstance(child.tag, str) and etree.QName(child).localname.endswith("EventDefinition")
     ]
 
@@ -340,7 +346,7 @@ def _multiple_start_problem(start: etree._Element) -> str | None:
             "parallel multiple start events are not supported: an instance starts on one event; "
             "draw one start event per message or signal and join the paths"
         )
-    if "timerEventDefinition" in _start_definitions(start):
+    if "timerEventDefinition" in _event_definitions(start):
         return "a timer in a multiple start event is not supported: draw a timer start event of its own"
     return None
 
@@ -349,11 +355,11 @@ def _defined_start(start: etree._Element) -> bool:
     """A start event whose definition is refused (or run) by its own rule: message, signal, timer,
     conditional, error, escalation."""
     kinds = {"messageEventDefinition", "signalEventDefinition", "timerEventDefinition", "conditionalEventDefinition"}
-    return _catches_error_or_escalation(start) or bool(kinds & set(_start_definitions(start)))
+    return _catches_error_or_escalation(start) or bool(kinds & set(_event_definitions(start)))
 
 
 def _catches_error_or_escalation(start: etree._Element) -> bool:
-    return bool({"errorEventDefinition", "escalationEventDefinition"} & set(_start_definitions(start)))
+    return bool({"errorEventDefinition", "escalationEventDefinition"} & set(_event_definitions(start)))
 
 
 _MESSAGE_CATCHERS = ("intermediateCatchEvent", "boundaryEvent", "startEvent")

@@ -20,6 +20,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import NoneEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import EventBasedGateway
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -58,9 +59,19 @@ class MessageWait:
 def _definitions(definition: Any) -> list[tuple[int | None, MessageEventDefinition]]:
     if isinstance(definition, MessageEventDefinition):
         return [(None, definition)]
-    if isinstance(definition, MultipleEventDefinition):  # an event-based gateway's events
+    if isinstance(definition, MultipleEventDefinition):  # an event-based gateway's, or a multiple event's
         return [(i, d) for i, d in enumerate(definition.event_definitions) if isinstance(d, MessageEventDefinition)]
     return []
+
+
+def unseen(task: Task, index: int | None) -> bool:
+    """Whether the `index`th event of a waiting multiple event is still awaited: a parallel multiple
+    event waits for each of its events once (those seen are not subscribed again)."""
+    if index is None:
+        return True
+    definition = task.task_spec.event_definition.event_definitions[index]
+    seen = task.internal_data.get("seen_events") or []
+    return not any(event.event_definition == definition for event in seen)
 
 
 def annotate(specs: list[Any], correlation_keys: dict[str, str]) -> None:
@@ -69,6 +80,15 @@ def annotate(specs: list[Any], correlation_keys: dict[str, str]) -> None:
         for task_spec in spec.task_specs.values():
             for _, definition in _definitions(getattr(task_spec, "event_definition", None)):
                 definition.correlation_key_expression = correlation_keys.get(definition.name)
+
+
+def event_element(task: Task, index: int | None) -> str:
+    """The element an event of a waiting task is drawn as: an event-based gateway's `index`th event is
+    the catch event after it; any other task's events (a multiple catch or boundary event's too) are
+    the task's own element."""
+    if index is not None and isinstance(task.task_spec, EventBasedGateway):
+        return str(task.task_spec.outputs[index].bpmn_id)
+    return str(task.task_spec.bpmn_id)
 
 
 def waiting(workflow: BpmnWorkflow) -> list[MessageWait]:
@@ -80,8 +100,10 @@ def waiting(workflow: BpmnWorkflow) -> list[MessageWait]:
         if isinstance(task.task_spec, StartEvent) or not task.has_state(TaskState.WAITING):
             continue
         for index, definition in _definitions(task.task_spec.event_definition):
+            if not unseen(task, index):
+                continue
             key_expression = getattr(definition, "correlation_key_expression", None)
-            element_id = task.task_spec.bpmn_id if index is None else task.task_spec.outputs[index].bpmn_id
+            element_id = event_element(task, index)
             found.append(MessageWait(task, element_id, definition.name, key_expression, index))
     for listener in event_subprocesses.listening(workflow):
         if isinstance(listener.definition, MessageEventDefinition):
@@ -111,12 +133,17 @@ def correlation_value(wait: MessageWait) -> str | None:
 
 def deliver(task: Task, payload: dict[str, Any], index: int | None = None) -> None:
     """Fire a waiting message element with `payload` as the message's variables; `index` picks one
-    of an event-based gateway's events (the gateway then takes that path and drops the others)."""
+    of an event-based gateway's events (the gateway then takes that path and drops the others) or of
+    a multiple event's (it fires on any one, a parallel one once it has seen each)."""
     definition = task.task_spec.event_definition
     if index is not None:
         inner = definition.event_definitions[index]
         if not getattr(inner, "message_var", None):
             task.set_data(**payload)  # as below: without a message variable, the variables merge
+        elif not isinstance(task.task_spec, EventBasedGateway):
+            # a gateway hands the payload to its message variable when it runs; a multiple event
+            # (Spiff's MultipleEventDefinition) hands it to nothing
+            task.data[inner.message_var] = dict(payload)
         event = BpmnEvent(inner, payload=dict(payload))
         task.task_spec.catch(task, event)
         task.task_spec._update(task)

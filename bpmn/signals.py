@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import EventBasedGateway
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -100,8 +101,8 @@ def waiting(workflow: BpmnWorkflow) -> list[SignalWait]:
             found.append(SignalWait(task, task.task_spec.bpmn_id, definition.name))
         elif isinstance(definition, MultipleEventDefinition):
             for index, inner in enumerate(definition.event_definitions):
-                if isinstance(inner, PlatformSignalEventDefinition):
-                    element_id = task.task_spec.outputs[index].bpmn_id
+                if isinstance(inner, PlatformSignalEventDefinition) and messages.unseen(task, index):
+                    element_id = messages.event_element(task, index)
                     found.append(SignalWait(task, element_id, inner.name, index))
     for listener in event_subprocesses.listening(workflow):
         if isinstance(listener.definition, PlatformSignalEventDefinition):
@@ -130,6 +131,14 @@ def catch(workflow: BpmnWorkflow, event: BpmnEvent) -> None:
         started.add(listener.id)
     catchers = [t for t in top.event_manager.tasks.values() if t.task_spec.catches(t, event)]
     for task in catchers:
+        definition = task.task_spec.event_definition
+        if isinstance(definition, MultipleEventDefinition) and not isinstance(task.task_spec, EventBasedGateway):
+            # Spiff's multiple event only notes that it saw the signal: its payload would be lost
+            for inner in definition.event_definitions:
+                if isinstance(inner, PlatformSignalEventDefinition) and inner.catches(task, event):
+                    task.internal_data[inner.name] = deepcopy(event.payload)
+                    inner.update_task_data(task)
+                    break
         task.task_spec.catch(task, event)
         task.task_spec._update(task)
 

@@ -92,7 +92,7 @@ async def test_every_executable_case_the_platform_refuses_is_refused_naming_wher
     """What upstream runs and this platform does not is refused at deploy, each problem with its file
     and the element or line it is at: never deployed to do something else."""
     cases = refused_executable_cases()
-    assert len(cases) >= 11
+    assert len(cases) >= 12
     for case in cases:
         files = [("files", (name, content, "application/xml")) for name, content in case.upload().items()]
         response = await api.post("/deployments", files=files)
