@@ -23,6 +23,7 @@ event manager; messages never go there (bpmn/messages.py) and signals are handed
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +31,62 @@ from SpiffWorkflow.bpmn.specs.control import BpmnStartTask
 from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-# attribute of the top workflow: an event subprocess starts with the process's data as it is now; False
-# replays histories from before, where variables changed since the start had their start values
+# attribute of the top workflow: an event subprocess starts with the process's data as it is now and
+# hands back only what it changed; False replays histories from before, where it started with the
+# variables changed since the start at their start values and handed back all of its copy
 CURRENT_DATA = "aimatrix_event_subprocess_current_data"
+_STARTED_WITH = "aimatrix_started_with"  # internal data of a triggered event subprocess task
+
+_installed = False
+
+
+def install() -> None:
+    """Patch SpiffWorkflow's subprocess tasks once: an event subprocess returns what it changed."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    original = SubWorkflowTask.update_data
+
+    def update_data(self: Any, my_task: Task, subworkflow: Any) -> None:
+        if _STARTED_WITH not in my_task.internal_data:
+            original(self, my_task, subworkflow)
+            return
+        _returned_data(my_task, subworkflow)
+
+    SubWorkflowTask.update_data = update_data
+
+
+def _returned_data(my_task: Task, subworkflow: Any) -> None:
+    """An event subprocess ends. Spiff gives its task the subprocess's whole copy of the data, which
+    then reaches the process's end: a variable the flow changed meanwhile went back to the value the
+    event subprocess started with whenever it ended last. Here only what it changed (or added) goes
+    back: into the tasks of the process still running, so that the flow goes on with it (as in
+    Camunda, where both share the process's variables), and onto the process's data as it is now,
+    which its task carries to the end."""
+    started_with = my_task.internal_data.pop(_STARTED_WITH)
+    ended_with = deepcopy(subworkflow.last_task.data)
+    changed = {k: v for k, v in ended_with.items() if k not in started_with or started_with[k] != v}
+    top = my_task.workflow.top_workflow
+    for workflow in [top, *top.get_active_subprocesses()]:
+        if _within(workflow, subworkflow):
+            continue  # the event subprocess itself, ending
+        for task in workflow.get_tasks(state=TaskState.READY | TaskState.STARTED | TaskState.WAITING):
+            if task is not my_task:
+                task.set_data(**deepcopy(changed))
+    my_task.data = {**_current_data(top), **changed}
+
+
+def _within(workflow: Any, ancestor: Any) -> bool:
+    while workflow is not None:
+        if workflow is ancestor:
+            return True
+        workflow = workflow.parent_workflow
+    return False
 
 
 class StableStartTask(BpmnStartTask):
@@ -67,6 +118,8 @@ class StableStartTask(BpmnStartTask):
             for task in [child, *(subprocess.get_tasks() if subprocess is not None else [])]:
                 if not task.has_state(TaskState.PREDICTED_MASK):
                     task.set_data(**current)
+            # what it started with: when it ends, only what it changed goes back (`_returned_data`)
+            child.internal_data[_STARTED_WITH] = deepcopy(current)
         return child.id
 
 

@@ -48,6 +48,7 @@ from bpmn import (
     camunda8,
     decisions,
     determinism,
+    event_subprocesses,
     feel,
     human_tasks,
     juel,
@@ -65,6 +66,7 @@ from bpmn.specs import (
 
 determinism.install()
 ordered_outputs.install()
+event_subprocesses.install()
 
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
 _ZEEBE = {"zeebe": ZEEBE_NS, "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL"}

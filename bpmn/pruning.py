@@ -25,6 +25,9 @@ PRUNE_DEPTH = 24
 # Inside a pass (inline scripts can loop thousands of times in one), look again every so many tasks.
 CHECK_EVERY = 8
 _PRUNED = "aimatrix_pruned_completed"  # attribute of the top workflow: element id → None, in order
+# attribute of the top workflow: cut each live branch below the root on its own (`_branch_cut_points`);
+# False replays histories from before, where two live branches were never cut
+BRANCHES = "aimatrix_prune_each_branch"
 
 
 def pruned_completed(workflow: BpmnWorkflow) -> list[str]:
@@ -53,7 +56,16 @@ def prune(workflow: BpmnWorkflow, before_cut: Callable[[], bool] | None = None) 
     False stops it (the engine records what the tasks did first, and asks Temporal whether this
     history may be cut). The ids of the tasks removed."""
     removed: list[str] = []
+    by_branch = getattr(workflow.top_workflow, BRANCHES, False)
     for each in [workflow, *workflow.get_active_subprocesses()]:
+        if by_branch:
+            keep = _branch_cut_points(each)
+            if not keep:
+                continue
+            if before_cut is not None and not before_cut():
+                return removed
+            removed.extend(_cut_branches(workflow, each, keep))
+            continue
         cut = _cut_point(each)
         if cut is None:
             continue
@@ -88,8 +100,26 @@ class Pruner:
 def _cut_point(workflow: Any) -> Task | None:
     """The finished task to become the root's only child, or None if the tree is shallow enough."""
     live = [t for t in workflow.tasks.values() if not t.has_state(TaskState.FINISHED_MASK)]
-    if not live:
-        return None
+    return _common_finished_ancestor(live) if live else None
+
+
+def _branch_cut_points(workflow: Any) -> list[Task]:
+    """Where several branches hang below the root and live at once (the flow, and an event subprocess
+    that was started beside it), each is cut on its own: the finished task to become the root's child
+    in its place, for each branch that is deep. A branch that finished is dropped with the first cut.
+
+    With one live branch this is `_cut_point`; `_cut_point` alone would never cut two (their only
+    common ancestor is the root), and the flow's loop would grow past Spiff's iterator depth."""
+    root = workflow.task_tree
+    branches: dict[Any, list[Task]] = {}
+    for task in workflow.tasks.values():
+        if task is not root and not task.has_state(TaskState.FINISHED_MASK):
+            branches.setdefault(_branch_of(task, root).id, []).append(task)
+    return [cut for tasks in branches.values() if (cut := _common_finished_ancestor(tasks)) is not None]
+
+
+def _common_finished_ancestor(live: list[Task]) -> Task | None:
+    """The deepest finished task above all of `live` (the first one's chain), if deep enough to cut to."""
     chain: list[Task] = []  # root … first live task
     node: Task | None = live[0]
     while node is not None:
@@ -108,8 +138,37 @@ def _cut_point(workflow: Any) -> Task | None:
     while lowest > 0 and not chain[lowest].has_state(TaskState.FINISHED_MASK):
         lowest -= 1
     if lowest < PRUNE_DEPTH // 2:
-        return None  # the live tokens do not share a deep finished ancestor: nothing worth cutting
+        return None
     return chain[lowest]
+
+
+def _cut_branches(top: BpmnWorkflow, workflow: Any, keep: list[Task]) -> list[str]:
+    """`_cut` for several branches: each kept task takes the place, below the root, of the branch it
+    is in; a live branch not deep enough to cut is kept whole, and branches with nothing live go."""
+    root = workflow.task_tree
+    in_place_of = {_branch_of(task, root).id: task.id for task in keep}
+    for task in workflow.tasks.values():
+        if task is not root and not task.has_state(TaskState.FINISHED_MASK):
+            branch = _branch_of(task, root).id
+            in_place_of.setdefault(branch, branch)
+    kept = {root.id}
+    stack = [workflow.tasks[task_id] for task_id in in_place_of.values()]
+    while stack:
+        task = stack.pop()
+        kept.add(task.id)
+        stack.extend(task.children)
+    removed = _drop(top, workflow, kept)
+    root._children = [in_place_of[child] for child in root._children if child in in_place_of]
+    for task_id in root._children:
+        workflow.tasks[task_id]._parent = root.id
+    return removed
+
+
+def _branch_of(task: Task, root: Task) -> Task:
+    """The root's child the task hangs below (or is)."""
+    while task.parent is not None and task.parent is not root:
+        task = task.parent
+    return task
 
 
 def _cut(top: BpmnWorkflow, workflow: Any, keep: Task) -> list[str]:
@@ -120,6 +179,14 @@ def _cut(top: BpmnWorkflow, workflow: Any, keep: Task) -> list[str]:
         task = stack.pop()
         kept.add(task.id)
         stack.extend(task.children)
+    removed = _drop(top, workflow, kept)
+    root._children = [keep.id]
+    keep._parent = root.id
+    return removed
+
+
+def _drop(top: BpmnWorkflow, workflow: Any, kept: set[Any]) -> list[str]:
+    """Remove the workflow's tasks not in `kept`, remembering the elements they completed."""
     dropped = [task for task_id, task in workflow.tasks.items() if task_id not in kept]
     completed = _completed(top)
     for task in sorted(dropped, key=lambda t: t.last_state_change):
@@ -129,6 +196,4 @@ def _cut(top: BpmnWorkflow, workflow: Any, keep: Task) -> list[str]:
         if task.id in top.top_workflow.subprocesses:
             top.top_workflow.delete_subprocess(task)
         del workflow.tasks[task.id]
-    root._children = [keep.id]
-    keep._parent = root.id
     return [str(task.id) for task in dropped]

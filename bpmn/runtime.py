@@ -67,6 +67,7 @@ def new_workflow(
     setattr(workflow, ordered_outputs.ORDERED, True)  # the engine turns it off for older histories
     setattr(workflow, boundary_rearm.REARM, True)  # so too here
     setattr(workflow, event_subprocesses.CURRENT_DATA, True)  # and here
+    setattr(workflow, pruning.BRANCHES, True)  # and here
     if variables:
         workflow.get_tasks(state=TaskState.READY)[0].set_data(**variables)
     return workflow
@@ -405,7 +406,11 @@ def variables(workflow: BpmnWorkflow) -> dict[str, Any]:
     if workflow.completed:
         data.update(workflow.data)
     else:
-        for task in workflow.get_tasks(state=TaskState.COMPLETED | TaskState.READY | TaskState.STARTED):
+        # the latest change wins: a branch that ran earlier (an event subprocess started with the data
+        # of its moment, a parallel path) does not hide what the flow did since, wherever the tree
+        # puts it
+        tasks = workflow.get_tasks(state=TaskState.COMPLETED | TaskState.READY | TaskState.STARTED)
+        for task in sorted(tasks, key=lambda t: t.last_state_change):
             data.update(task.data)
     safe: dict[str, Any] = json_safe(data)
     return safe

@@ -5,6 +5,7 @@ and each pass walks the whole tree. The engine cuts the finished chain above the
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 
@@ -12,10 +13,10 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from bpmn import pruning, runtime
+from bpmn import event_subprocesses, messages, pruning, runtime
 from bpmn.definitions import content_hash, load_process, start_input
 from bpmn.parser import ProcessSpec
-from tests.helpers import DATA, completed_history, deploy, start, wait_for
+from tests.helpers import DATA, completed_history, deploy, start, take_and_complete, wait_for, wait_for_tasks
 from workflows.contracts import ENGINE_TASK_QUEUE, PROCESS_WORKFLOW, ProcessResult
 from workflows.process_engine import PASS_STEPS
 
@@ -56,6 +57,27 @@ def test_a_cut_recovers_a_loop_spiffworkflow_stopped_seeing() -> None:
     assert runtime.completed_elements(workflow) == ["start", "count", "more", "end"]
 
 
+@pytest.mark.backend_free
+def test_each_live_branch_below_the_root_is_cut_on_its_own() -> None:
+    """A loop beside a running event subprocess: their only common ancestor is the root, so a cut
+    below the common ancestor never came, and the loop stopped at Spiff's iterator depth."""
+    files = {name: (DATA / name).read_text() for name in ("loop_beside_note.bpmn", "inline_next.dmn")}
+    process = load_process(files, "loop_beside_note", content_hash(files))
+    for by_branch, expected in ((False, 333), (True, 3_000)):  # False: histories from before (stuck at depth 1,000)
+        workflow = runtime.new_workflow(process, {"i": 0, "n": 3_000})
+        setattr(workflow, pruning.BRANCHES, by_branch)
+        runtime.run_engine(workflow)
+        [listener] = event_subprocesses.listening(workflow)
+        messages.deliver(event_subprocesses.start(workflow, listener), {})
+        runtime.run_engine(workflow)
+        [begin] = [t for t in runtime.human_tasks(workflow) if t.task_spec.bpmn_id == "begin"]
+        begin.run()
+        runtime.run_engine(workflow)
+        assert runtime.variables(workflow)["i"] == expected
+        assert [t.task_spec.bpmn_id for t in runtime.human_tasks(workflow)] == ["read"]
+    assert len(workflow.tasks) < 4 * pruning.PRUNE_DEPTH  # both branches kept, each short
+
+
 async def test_a_loop_past_the_cut_depth_runs_on_the_platform(api: httpx.AsyncClient, client: Client) -> None:
     await deploy(api, DATA / "counting_loop.bpmn")
     instance = await start(api, "counting_loop", {"i": 0, "n": 70})  # cuts about every 10 iterations
@@ -90,6 +112,38 @@ async def test_a_loop_that_never_leaves_the_workflow_runs_in_bounded_passes(
     # ~15,000 tasks (3 an iteration: the gateway before the count, the count, the gateway after) at
     # PASS_STEPS a pass
     assert 3 * 5_000 // PASS_STEPS - 2 <= breaks <= 3 * 5_000 // PASS_STEPS + 2, breaks
+
+
+async def test_a_long_loop_beside_a_running_event_subprocess_is_cut_and_keeps_its_count(
+    api: httpx.AsyncClient,
+) -> None:
+    """2,000 iterations while a non-interrupting event subprocess's task stays open beside them. The
+    loop's chain must still be cut (the only task above both is the root: before, nothing was cut and
+    SpiffWorkflow's iterator stopped the loop at depth 1,000, i = 333, until the task was done), and
+    the event subprocess, ending last with the count it started with (0), must not undo it."""
+    await deploy(api, DATA / "loop_beside_note.bpmn", DATA / "inline_next.dmn", expect=201)
+    instance = await start(api, "loop_beside_note", {"i": 0, "n": 2_000}, business_key="LOOP-1")
+    [begin] = await wait_for_tasks(api, instance)
+    for _ in range(300):
+        sent = await api.post("/messages", json={"name": "loop-note", "correlation_key": "LOOP-1"})
+        if sent.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert sent.status_code == 200, sent.text
+    await wait_for_tasks(api, instance, count=2)
+    assert (await take_and_complete(api, begin, {})).status_code == 200
+    for _ in range(600):  # the loop runs to its end while the note stays open
+        state = (await api.get(f"/instances/{instance}")).json()
+        if state["variables"].get("i") == 2_000:
+            break
+        await asyncio.sleep(0.2)
+    assert state["variables"]["i"] == 2_000 and state["status"] == "running", state
+    [read] = await wait_for_tasks(api, instance)
+    assert read["element_id"] == "read"
+    assert (await take_and_complete(api, read, {})).status_code == 200
+    done = await wait_for(api, instance, "completed")
+    assert done["variables"] == {"i": 2_000, "n": 2_000}, done["variables"]
+    assert {"begin", "count", "end", "noted", "read", "on_note"} <= set(done["completed"])
 
 
 async def test_a_run_whose_history_grows_large_in_bytes_continues_as_new(client: Client, workers: None) -> None:

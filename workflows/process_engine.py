@@ -41,6 +41,7 @@ from bpmn import (
     human_tasks,
     messages,
     ordered_outputs,
+    pruning,
     runtime,
     signals,
     snapshot,
@@ -120,6 +121,7 @@ _BOUNDED_PATCH = "bounded-engine-passes"
 _SIZE_PATCH = "history-size-budget"
 _REARM_PATCH = "rearm-non-interrupting-boundaries"
 _ESP_DATA_PATCH = "event-subprocess-current-data"
+_BRANCH_PRUNE_PATCH = "prune-each-branch"
 # Tasks one engine pass runs before it ends the workflow task and goes on in the next: a loop that
 # never leaves the workflow (gateways, business rule tasks) would otherwise hold one workflow task
 # past Temporal's deadlock detector (2 s), and the instance would fail every workflow task for good.
@@ -225,6 +227,9 @@ class ProcessEngine:
         # An event subprocess starts with the process's variables as they are; histories from before
         # started it with those changed since the process started at their start values.
         setattr(self._bw, event_subprocesses.CURRENT_DATA, workflow.patched(_ESP_DATA_PATCH))
+        # A deep branch is cut while another lives beside it (an event subprocess); histories from
+        # before cut only below the common ancestor of every live task (bpmn/pruning.py).
+        setattr(self._bw, pruning.BRANCHES, workflow.patched(_BRANCH_PRUNE_PATCH))
         setattr(self._bw, decisions.DECIDED, self._details)  # a decision's audit entry, as other tasks' details
         # Histories recorded before passes were bounded ran each pass to its end, and replay so.
         self._pass_steps = PASS_STEPS if workflow.patched(_BOUNDED_PATCH) else None
