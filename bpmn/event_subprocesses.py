@@ -133,6 +133,7 @@ class EventStart:
     definition: Any  # a MessageEventDefinition, a signal's or a timer's
     interrupting: bool
     root: Task  # the instance's root task (never cut from the tree): what the subscription hangs on
+    spec: Any  # the start event's task spec
 
 
 def listening(workflow: Any) -> list[EventStart]:
@@ -156,6 +157,7 @@ def listening(workflow: Any) -> list[EventStart]:
                         definition=definition,
                         interrupting=bool(getattr(event_start, "interrupting", False)),
                         root=top.task_tree,
+                        spec=event_start,
                     )
                 )
     return found

@@ -68,16 +68,12 @@ def arm(workflow: BpmnWorkflow) -> None:
     for timer in timers:
         if timer.element_id in armed:
             continue
+        expression = timer.definition.expression
         try:
-            value = workflow.script_engine.environment.evaluate(
-                timer.definition.expression, event_subprocesses.current_data(workflow)
-            )
+            value = workflow.script_engine.environment.evaluate(expression, event_subprocesses.current_data(workflow))
             armed[timer.element_id] = _first(timer, value)
-        except Exception as err:  # the model's expression over the model's data
-            raise WorkflowException(
-                f"timer event subprocess start '{timer.element_id}': its timer could not be computed: "
-                f"{type(err).__name__}: {err}"
-            ) from None
+        except Exception as err:  # the model's expression over the model's data: named as a timer event's is
+            raise WorkflowException(f"Error evaluating expression '{expression}'", task_spec=timer.spec) from err
 
 
 def _first(timer: EventStart, value: Any) -> dict[str, Any]:
