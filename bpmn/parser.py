@@ -43,6 +43,7 @@ from SpiffWorkflow.spiff.parser.task_spec import CallActivityParser, ScriptTaskP
 
 from bpmn import (
     activity_options,
+    boundary_rearm,
     call_activities,
     camunda7,
     camunda8,
@@ -67,6 +68,7 @@ from bpmn.specs import (
 determinism.install()
 ordered_outputs.install()
 event_subprocesses.install()
+boundary_rearm.install()
 
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
 _ZEEBE = {"zeebe": ZEEBE_NS, "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL"}

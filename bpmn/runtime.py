@@ -356,6 +356,8 @@ def set_variables(workflow: BpmnWorkflow, values: dict[str, Any]) -> None:
     mask = TaskState.READY | TaskState.STARTED | TaskState.WAITING
     for task in workflow.get_tasks(state=mask):
         task.set_data(**values)
+        if task.has_state(TaskState.WAITING):
+            boundary_rearm.variables_set(task, values)
 
 
 def evaluate_params(task: Task) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Conditional events on real Temporal: a catch event waits until its condition holds over the
-process data, and a non-interrupting conditional boundary event fires when its condition becomes
-true while the task is open. Data changes through PATCH /instances/{id}/variables."""
+process data, and a non-interrupting conditional boundary event fires each time its condition
+becomes true while the task is open. Data changes through PATCH /instances/{id}/variables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import DATA, deploy, start, take_and_complete, wait_for, wait_for_tasks
+from tests.helpers import DATA, completed_history, deploy, start, take_and_complete, wait_for, wait_for_tasks
 
 
 async def _until_completed(api: httpx.AsyncClient, instance: str, element: str) -> dict[str, Any]:
@@ -34,12 +34,19 @@ async def test_conditions_fire_when_the_data_makes_them_true(api: httpx.AsyncCli
     state = await _until_completed(api, instance, "flag_end")
     assert "in_stock" in state["active"] and "review" in state["active"]
     assert state["variables"]["flagged"] is True
+    # it fires again each time the condition becomes true, not while it stays true (as in Camunda)
+    for amount in (3000, 500, 4000):
+        changed = await api.patch(f"/instances/{instance}/variables", json={"variables": {"amount": amount}})
+        assert changed.status_code == 200, changed.text
     # stock arrives: the shipment goes
     await api.patch(f"/instances/{instance}/variables", json={"variables": {"stock": 5}})
     await _until_completed(api, instance, "ship")
     assert (await take_and_complete(api, review, {})).status_code == 200
     done = await wait_for(api, instance, "completed")
     assert {"in_stock", "ship", "too_big", "flag", "review", "end"} <= set(done["completed"])
+    history = await completed_history(api, instance)
+    flags = [r for r in history if r["action"] == "element.completed" and r["element_id"] == "flag"]
+    assert len(flags) == 2, flags  # at 2000 and at 4000; not at 3000 (still true), nor at 500
 
 
 async def test_a_condition_true_on_arrival_fires_at_once(api: httpx.AsyncClient) -> None:
