@@ -111,10 +111,23 @@ def _branch_cut_points(workflow: Any) -> list[Task]:
     With one live branch this is `_cut_point`; `_cut_point` alone would never cut two (their only
     common ancestor is the root), and the flow's loop would grow past Spiff's iterator depth."""
     root = workflow.task_tree
+    if len(root._children) <= 1:  # one branch, the usual case: as cheap as `_cut_point`
+        cut = _cut_point(workflow)
+        return [cut] if cut is not None else []
+    branch_of: dict[Any, Any] = {}  # task id → the id of the root's child above it, for tasks walked
     branches: dict[Any, list[Task]] = {}
     for task in workflow.tasks.values():
-        if task is not root and not task.has_state(TaskState.FINISHED_MASK):
-            branches.setdefault(_branch_of(task, root).id, []).append(task)
+        if task is root or task.has_state(TaskState.FINISHED_MASK):
+            continue
+        path = []
+        node = task
+        while node.id not in branch_of and node.parent is not None and node.parent is not root:
+            path.append(node.id)
+            node = node.parent
+        branch = branch_of.get(node.id, node.id)
+        for task_id in [*path, node.id]:
+            branch_of[task_id] = branch
+        branches.setdefault(branch, []).append(task)
     return [cut for tasks in branches.values() if (cut := _common_finished_ancestor(tasks)) is not None]
 
 
