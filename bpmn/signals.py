@@ -111,6 +111,11 @@ def waiting(workflow: BpmnWorkflow) -> list[SignalWait]:
     return found
 
 
+def _starts_on(listener: EventStart, name: str) -> bool:
+    # a message or timer event subprocess may carry the same name: only a signal's starts on a signal
+    return isinstance(listener.definition, PlatformSignalEventDefinition) and listener.definition.name == name
+
+
 def catch(workflow: BpmnWorkflow, event: BpmnEvent) -> None:
     """Hand a signal to the instance: first it starts the signal event subprocesses listening for it
     (bpmn/event_subprocesses.py: after an interrupting one, none listens), then every element waiting
@@ -123,7 +128,7 @@ def catch(workflow: BpmnWorkflow, event: BpmnEvent) -> None:
     started: set[str] = set()
     while True:  # listening again after each start: after an interrupting one, none is
         listener = next(
-            (s for s in event_subprocesses.listening(top) if s.definition.name == name and s.id not in started), None
+            (s for s in event_subprocesses.listening(top) if _starts_on(s, name) and s.id not in started), None
         )
         if listener is None:
             break
